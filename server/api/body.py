@@ -1,0 +1,69 @@
+"""Reading a request body as strict JSON, within a size limit, without trusting the client."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from server import wire
+from server.api.errors import ApiError, from_validation
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _is_json(content_type: str) -> bool:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        return False
+    charset = params.strip().lower().removeprefix("charset=").strip('"')
+    return charset in ("", "utf-8", "utf8")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body; 415 unless JSON, 413 past *limit* bytes (counted as they arrive)."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(415, "not_json", "send the body as application/json (UTF-8)", field="Content-Type")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """Strict JSON object: 400 when malformed (also NaN, bad UTF-8, lone surrogates, deep nesting)."""
+    if not raw.strip():
+        raise ApiError(400, "malformed_json", "the body is empty; send a JSON object")
+    try:
+        value = wire.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_field", "the body must be a JSON object", field="body")
+    return value
+
+
+async def read_model(request: Request, model: type[M], limit: int) -> tuple[M, dict[str, Any]]:
+    """Read, parse and validate the body as *model*; also return the parsed JSON."""
+    data = parse_json(await read_body(request, limit))
+    try:
+        return model.model_validate(data), data
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def fingerprint(data: dict[str, Any]) -> str:
+    """A digest of the request's meaning (key order and whitespace do not matter)."""
+    import orjson
+
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()

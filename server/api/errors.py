@@ -1,0 +1,89 @@
+"""RFC 9457 problem details: every API error is `application/problem+json` naming its cause."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from server import wire
+from server.engine import (
+    BlogEnded,
+    BlogExists,
+    BlogNotFound,
+    EngineError,
+    EngineUnavailable,
+    IdempotencyMismatch,
+    PostNotFound,
+    StaleVersion,
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+    409: "Conflict", 410: "Gone", 412: "Precondition failed", 413: "Content too large",
+    415: "Unsupported media type", 422: "Invalid field", 429: "Too many requests", 500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raised by handlers; turned into a problem response by `problem_response`."""
+
+    def __init__(self, status: int, code: str, detail: str, *, field: str | None = None,
+                 errors: Sequence[Mapping[str, str]] = (), headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+
+
+def problem_response(error: ApiError) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(error.status, "Error"),
+                            "status": error.status, "detail": error.detail, "code": error.code}
+    if error.field is not None:
+        body["field"] = error.field
+    if error.errors:
+        body["errors"] = error.errors
+    return Response(wire.dumps(body), error.status, headers=error.headers, media_type=PROBLEM_JSON)
+
+
+def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
+    """422 listing each invalid field as a dotted path (`authors.2`, `published_at`)."""
+    errors = []
+    for item in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"]) or prefix or "body"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        errors.append({"field": path, "message": message})
+    first = errors[0]
+    return ApiError(422, "invalid_field", f"{first['field']}: {first['message']}", field=first["field"], errors=errors)
+
+
+def from_engine(exc: EngineError) -> ApiError:
+    """Map an engine refusal to its status code."""
+    if isinstance(exc, BlogNotFound):
+        return ApiError(404, "unknown_blog", f"no blog with id {exc}")
+    if isinstance(exc, PostNotFound):
+        return ApiError(404, "unknown_post", f"no post with id {exc}")
+    if isinstance(exc, BlogExists):
+        return ApiError(409, "blog_exists", f"a blog with id {exc} exists already", field="id")
+    if isinstance(exc, BlogEnded):
+        return ApiError(409, "blog_ended", "this live blog has ended and accepts no new posts", field="status")
+    if isinstance(exc, StaleVersion):
+        return ApiError(412, "stale_version", f"If-Match is stale: the post is at version {exc.current}",
+                        field="If-Match", headers={"ETag": f'"{exc.current}"'})
+    if isinstance(exc, IdempotencyMismatch):
+        return ApiError(422, "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different request body", field="Idempotency-Key")
+    if isinstance(exc, EngineUnavailable):
+        return ApiError(503, "engine_unavailable", "storage is unreachable; nothing was written, retry later",
+                        headers={"Retry-After": "2"})
+    return ApiError(500, "engine_error", "the engine refused the request")

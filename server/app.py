@@ -1,0 +1,131 @@
+"""The composition root: `create_app(settings)` builds the services and the routes.
+
+Only this module chooses an engine. Everything else receives its collaborators.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from server.api.errors import ApiError, from_engine, problem_response
+from server.api.openapi import openapi_document
+from server.api.routes import OPERATIONS, api_routes, json_response
+from server.auth import Authenticator
+from server.demo import IMAGES, load_demo
+from server.engine import Engine, EngineError
+from server.feed import Feeds
+from server.hub import CLOSE_RESTARTING, Hub
+from server.metrics import Metrics
+from server.newsroom import Newsroom
+from server.pages.render import PageRenderer
+from server.pages.routes import page_routes
+from server.relay import Relay
+from server.services import Services, services
+from server.settings import Settings
+from server.streams.sse import sse_stream
+from server.streams.websocket import websocket_stream
+
+VERSION = "0.1.0"
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
+log = logging.getLogger("livepush")
+
+
+def make_engine(settings: Settings) -> Engine:
+    """The engine the settings ask for: Redis when REDIS_URL is set, else the in-process one."""
+    if settings.redis_url:
+        from server.engine.redis import RedisEngine
+
+        return RedisEngine(settings.redis_url, history_size=settings.history_size)
+    from server.engine.memory import MemoryEngine
+
+    return MemoryEngine(history_size=settings.history_size)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app. Settings default to the environment (validated; SettingsError if wrong)."""
+    settings = settings or Settings.from_env()
+    openapi = openapi_document(OPERATIONS, VERSION)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(settings)
+        hub = Hub()
+        relay = Relay(engine, hub)
+        feeds = Feeds(engine, hub, relay, settings.snapshot_size)
+        svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
+                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds), pages=PageRenderer(),
+                       auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience))
+        await engine.start(relay.deliver, relay.resync)
+        if settings.demo and await load_demo(engine):
+            log.info("demo blog loaded")
+        try:
+            yield {"services": svc}
+        finally:
+            hub.close_all(CLOSE_RESTARTING, "server restarting")
+            await relay.close()
+            await engine.close()
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(openapi)
+
+    routes: list[BaseRoute] = [
+        *api_routes(),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        WebSocketRoute("/ws/blogs/{blog}", websocket_stream),
+        Route("/sse/blogs/{blog}", sse_stream, methods=["GET"]),
+        *page_routes(),
+        Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client"),
+        Mount("/static/demo", StaticFiles(directory=str(IMAGES)), name="demo-images"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
+    })
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory server.app:app_from_env` (used by `livepush serve --workers`)."""
+    return create_app(Settings.from_env())
+
+
+def _record(request: Request, status: int) -> None:
+    state = request.scope.get("state") or {}
+    svc = state.get("services")
+    if isinstance(svc, Services):
+        svc.metrics.errors.labels(str(status)).inc()
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    _record(request, exc.status)
+    return problem_response(exc)
+
+
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EngineError)
+    error = from_engine(exc)
+    _record(request, error.status)
+    return problem_response(error)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/") or exc.status_code != 404:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem_response(ApiError(exc.status_code, code, exc.detail, headers=exc.headers))
+    return HTMLResponse(services(request).pages.not_found("this page"), status_code=404)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(ApiError(500, "internal_error", "something went wrong on our side"))

@@ -1,0 +1,89 @@
+"""`livepush serve | token`: the command line.
+
+`serve` validates the settings first (a bad variable stops it with a message naming it), prints
+where to look and the admin token, then runs uvicorn with the settings this traffic wants:
+uvloop and httptools, no permessage-deflate (every reader gets the same bytes), small
+incoming WebSocket messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from server.auth import mint_token, parse_ttl
+from server.demo import DEMO_BLOG_ID
+from server.settings import Settings, SettingsError
+
+WS_MAX_MESSAGE = 64 * 1024
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="livepush", description="Real-time push server for live blogs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (settings from the environment)")
+    serve.add_argument("--host", help="listen address (default: $HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: $PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (needs REDIS_URL when > 1)")
+
+    token = commands.add_parser("token", help="mint a scoped publisher token (needs LIVEPUSH_JWT_SECRET)")
+    token.add_argument("--blog", action="append", required=True, help="blog id the token may write (repeat; * for all)")
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 15m, 1h, 7d (default 1h)")
+    token.add_argument("--subject", help="who the token is for (shown in logs and scopes idempotency keys)")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"livepush: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token(settings, args.blog, args.ttl, args.subject)
+    return _serve(settings, args.host, args.port, args.workers)
+
+
+def _token(settings: Settings, blogs: list[str], ttl: str, subject: str | None) -> int:
+    if settings.jwt_secret is None:
+        print("livepush: set LIVEPUSH_JWT_SECRET (32+ characters) to mint scoped tokens", file=sys.stderr)
+        return 2
+    try:
+        seconds = parse_ttl(ttl)
+    except ValueError as exc:
+        print(f"livepush: --ttl: {exc}", file=sys.stderr)
+        return 2
+    print(mint_token(settings.jwt_secret, blogs, seconds, subject, settings.jwt_audience))
+    return 0
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> int:
+    host = host or settings.host
+    port = settings.port if port is None else port
+    if workers > 1 and not settings.redis_url:
+        print("livepush: --workers > 1 needs REDIS_URL (the in-process engine is one process)", file=sys.stderr)
+        return 2
+    # Workers re-read the environment: hand them the same admin token this process prints.
+    os.environ["LIVEPUSH_ADMIN_TOKEN"] = settings.admin_token
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host  # noqa: S104
+    base = f"http://{shown}:{port}"
+    engine = "redis" if settings.redis_url else "in-process (memory)"
+    print(f"livepush on {base}  (engine: {engine}, workers: {workers})", flush=True)
+    if settings.demo:
+        print(f"  demo blog     {base}/blogs/{DEMO_BLOG_ID}", flush=True)
+    print(f"  newsroom      {base}/newsroom\n  API           {base}/openapi.json", flush=True)
+    origin = "generated for this run" if settings.admin_token_generated else "from LIVEPUSH_ADMIN_TOKEN"
+    print(f"  admin token   {settings.admin_token}  ({origin})", flush=True)
+    uvicorn.run(
+        "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+        loop="auto", http="auto", ws="websockets-sansio", ws_per_message_deflate=False,
+        ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

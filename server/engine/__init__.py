@@ -1,0 +1,157 @@
+"""The engine: where blogs and posts live, how every change is numbered, and how events travel.
+
+An engine stores blogs and posts, gives each change of a blog the next `seq` of that blog
+(atomically with the write), keeps a bounded history of encoded events per blog, and hands
+every event to the `deliver` callback of each process that watches the blog. Delivery is a
+hint, storage is the truth: a process that sees a jump in `seq` reads the missing events
+back with `events_since` (see server.relay).
+
+Implementations: `memory.MemoryEngine` (one process, nothing to install) and
+`redis.RedisEngine` (any number of processes and nodes). Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from server.model import Blog, Post
+from server.paging import Order, Page, SortKey
+from server.wire import Frame
+
+T = TypeVar("T")
+Deliver = Callable[[Frame], None]
+Resync = Callable[[], None]
+
+
+class EngineError(Exception):
+    """Base of the errors an engine raises for a request it refuses."""
+
+
+class BlogNotFound(EngineError):
+    pass
+
+
+class PostNotFound(EngineError):
+    pass
+
+
+class BlogExists(EngineError):
+    pass
+
+
+class PostIdTaken(EngineError):
+    """The generated post id exists already; the caller retries with another."""
+
+
+class BlogEnded(EngineError):
+    """The blog has ended and accepts no new posts."""
+
+
+class StaleVersion(EngineError):
+    """`If-Match` named a version that is no longer current."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"current version is {current}")
+        self.current = current
+
+
+class IdempotencyMismatch(EngineError):
+    """The idempotency key was used before with a different request."""
+
+
+class EngineUnavailable(EngineError):
+    """The backing store cannot be reached; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Committed(Generic[T]):
+    """The result of an acknowledged write: the new state and the seq of its event."""
+
+    value: T
+    seq: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An `Idempotency-Key`, scoped to the caller, with a fingerprint of the request body."""
+
+    key: str
+    fingerprint: str
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A blog and its first page of posts, both current at `blog.seq`."""
+
+    blog: Blog
+    page: Page
+
+
+class Engine(Protocol):
+    """Stores blogs and posts, numbers every change, and carries events between processes."""
+
+    name: str
+
+    async def start(self, deliver: Deliver, resync: Resync) -> None:
+        """Connect; from now on call *deliver* (on the event loop) with every event of a watched blog,
+        and *resync* after any interruption during which events may have been missed."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ready(self) -> bool:
+        """True when writes can be accepted right now."""
+        ...
+
+    async def create_blog(self, blog: Blog) -> Blog:
+        """Store a new blog with seq 0 and a fresh epoch; BlogExists if the id is taken."""
+        ...
+
+    async def import_blog(self, blog: Blog, posts: Sequence[Post]) -> bool:
+        """Store a complete blog (demo data, migrations) unless the id exists; no events."""
+        ...
+
+    async def update_blog(self, blog_id: str, changes: Mapping[str, Any], now: datetime) -> Committed[Blog]:
+        """Apply *changes* to the blog's fields and emit `blog.updated`."""
+        ...
+
+    async def get_blog(self, blog_id: str) -> Blog: ...
+
+    async def list_blogs(self) -> list[Blog]: ...
+
+    async def create_post(self, blog_id: str, post: Post, idempotency: Idempotency | None) -> Committed[Post]:
+        """Store *post* and emit `post.created`; a known idempotency key replays the first result."""
+        ...
+
+    async def update_post(self, blog_id: str, post_id: str, changes: Mapping[str, Any],
+                          if_match: int | None, now: datetime) -> Committed[Post]:
+        """Apply *changes*, bump the version, emit `post.updated`; StaleVersion if *if_match* is old."""
+        ...
+
+    async def delete_post(self, blog_id: str, post_id: str, if_match: int | None, now: datetime) -> Committed[str]:
+        """Remove the post and emit `post.deleted`."""
+        ...
+
+    async def get_post(self, blog_id: str, post_id: str) -> Post: ...
+
+    async def list_posts(self, blog_id: str, limit: int, order: Order, before: SortKey | None) -> Page: ...
+
+    async def snapshot(self, blog_id: str, limit: int) -> Snapshot:
+        """The blog and its newest *limit* posts, read at one seq."""
+        ...
+
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
+        """The events after *seq* in order, or None when history no longer reaches back that far
+        (or *epoch* is given and is not the blog's current epoch)."""
+        ...
+
+    async def watch(self, blog_id: str) -> None:
+        """Start delivering this blog's events to this process."""
+        ...
+
+    async def unwatch(self, blog_id: str) -> None: ...

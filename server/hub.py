@@ -1,0 +1,171 @@
+"""Local fan-out: hand one encoded event to every reader of a blog in this process.
+
+`Hub.broadcast()` never awaits. Each `Reader` owns a buffer bounded in bytes; `offer()` appends
+to it and wakes the reader's writer. A reader that falls behind is closed (1013) and resumes
+later with `since`, so one stalled browser can neither delay the others nor grow memory
+without limit.
+
+A reader starts *attaching*: while its first message (snapshot or replay) is being read, live
+events are parked on the side; `start()` then drops those already covered by the first message
+and checks that the rest continues it without a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+
+from server.wire import Frame
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_RESTARTING = 1012
+CLOSE_TRY_LATER = 1013
+CLOSE_UNKNOWN_BLOG = 4404
+
+
+class Reader:
+    """One connected reader's outgoing queue, filled synchronously by the hub, drained by its transport."""
+
+    __slots__ = ("_bytes", "_limit", "_parked", "_queue", "_waiter", "close_code", "close_reason")
+
+    def __init__(self, limit_bytes: int) -> None:
+        self._queue: deque[Frame] = deque()
+        self._bytes = 0
+        self._limit = limit_bytes
+        self._parked: list[Frame] | None = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue *frame*; return False (and close with 1013) when the reader is too far behind."""
+        if self.close_code is not None:
+            return False
+        if self._parked is not None:
+            self._parked.append(frame)
+            size = len(frame.data)
+        else:
+            self._queue.append(frame)
+            size = len(frame.data)
+        self._bytes += size
+        if self._bytes > self._limit:
+            self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+            return False
+        self._wake()
+        return True
+
+    def start(self, first: Iterable[Frame], after: int) -> bool:
+        """Queue the first messages, then the parked live events newer than *after*.
+
+        Returns False (and closes with 1013) if the parked events do not continue at after+1:
+        the reader would otherwise miss something.
+        """
+        parked, self._parked = self._parked or [], None
+        for frame in first:
+            self._queue.append(frame)
+        expected = after + 1
+        for frame in parked:
+            if frame.seq < expected:
+                self._bytes -= len(frame.data)
+                continue
+            if frame.seq > expected:
+                self.close(CLOSE_TRY_LATER, "missed events while attaching; resume with since")
+                return False
+            self._queue.append(frame)
+            expected += 1
+        self._bytes = sum(len(f.data) for f in self._queue)
+        self._wake()
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Ask the transport to close with *code*; queued frames are dropped."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self._queue.clear()
+            self._bytes = 0
+            self._wake()
+
+    def take(self) -> list[Frame]:
+        """Everything queued, oldest first; empties the queue."""
+        frames = list(self._queue)
+        self._queue.clear()
+        self._bytes = 0
+        return frames
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until frames are queued or the reader is closed; False on timeout."""
+        if self._queue or self.close_code is not None:
+            return True
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._waiter, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter = None
+        return True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Hub:
+    """This process's readers, per blog."""
+
+    def __init__(self) -> None:
+        self._readers: dict[str, set[Reader]] = {}
+        self.delivered = 0
+        self.evicted = 0
+
+    def add(self, blog_id: str, reader: Reader) -> None:
+        self._readers.setdefault(blog_id, set()).add(reader)
+
+    def remove(self, blog_id: str, reader: Reader) -> None:
+        readers = self._readers.get(blog_id)
+        if readers is not None:
+            readers.discard(reader)
+            if not readers:
+                del self._readers[blog_id]
+
+    def broadcast(self, frame: Frame) -> int:
+        """Queue *frame* for each local reader of its blog; return how many took it."""
+        readers = self._readers.get(frame.blog)
+        if not readers:
+            return 0
+        delivered = 0
+        for reader in tuple(readers):
+            if reader.offer(frame):
+                delivered += 1
+            else:
+                readers.discard(reader)
+                self.evicted += 1
+        self.delivered += delivered
+        return delivered
+
+    def close_blog(self, blog_id: str, code: int, reason: str) -> int:
+        """Close every reader of *blog_id* (they resume with since); return how many."""
+        readers = self._readers.pop(blog_id, set())
+        for reader in readers:
+            reader.close(code, reason)
+        return len(readers)
+
+    def close_all(self, code: int, reason: str) -> int:
+        return sum(self.close_blog(blog_id, code, reason) for blog_id in list(self._readers))
+
+    def count(self, blog_id: str | None = None) -> int:
+        if blog_id is not None:
+            return len(self._readers.get(blog_id, ()))
+        return sum(len(readers) for readers in self._readers.values())
+
+    def blogs(self) -> list[str]:
+        return list(self._readers)

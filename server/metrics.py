@@ -1,0 +1,60 @@
+"""Prometheus metrics for `/metrics`, in a registry of this app's own.
+
+Counters on the fan-out path are plain integers kept by the hub, relay and feeds; they are
+read only when Prometheus scrapes, so delivering a message costs no metrics work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from server.feed import Feeds
+from server.hub import Hub
+from server.relay import Relay
+
+
+class _FanoutCollector(Collector):
+    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds) -> None:
+        self._hub = hub
+        self._relay = relay
+        self._feeds = feeds
+
+    def collect(self) -> Iterator[Metric]:
+        readers = GaugeMetricFamily("livepush_readers", "Readers connected to this process", labels=["blog"])
+        for blog_id in self._hub.blogs():
+            readers.add_metric([blog_id], self._hub.count(blog_id))
+        yield readers
+        yield CounterMetricFamily("livepush_deliveries", "Events queued to readers", value=self._hub.delivered)
+        yield CounterMetricFamily("livepush_slow_reader_closes", "Readers closed with 1013 for falling behind",
+                                  value=self._hub.evicted)
+        yield CounterMetricFamily("livepush_gaps_repaired", "Event gaps filled from history",
+                                  value=self._relay.gaps_repaired)
+        yield CounterMetricFamily("livepush_history_resets", "Blogs whose readers had to start over",
+                                  value=self._relay.resets)
+        yield CounterMetricFamily("livepush_snapshots_encoded", "Snapshots read and encoded",
+                                  value=self._feeds.snapshots_encoded)
+
+
+class Metrics:
+    """The app's metrics; `render()` is the body of `/metrics`."""
+
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds) -> None:
+        disable_created_metrics()  # the *_created series only add noise here
+        self.registry = CollectorRegistry()
+        self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
+        self.write_seconds = Histogram(
+            "livepush_write_seconds", "Time to commit a write", ["kind"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        self.errors = Counter("livepush_http_errors", "API errors by status", ["status"], registry=self.registry)
+        self.streams = Counter("livepush_streams_opened", "Streams opened", ["transport", "start"],
+                               registry=self.registry)
+        self.registry.register(_FanoutCollector(hub, relay, feeds))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

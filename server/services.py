@@ -1,0 +1,39 @@
+"""The running process's services, built once by the composition root (server.app).
+
+Edges reach them through `services(request)`; nothing else holds global state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from server.auth import Authenticator
+from server.engine import Engine
+from server.feed import Feeds
+from server.hub import Hub
+from server.metrics import Metrics
+from server.newsroom import Newsroom
+from server.pages.render import PageRenderer
+from server.relay import Relay
+from server.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    hub: Hub
+    relay: Relay
+    feeds: Feeds
+    newsroom: Newsroom
+    auth: Authenticator
+    metrics: Metrics
+    pages: PageRenderer
+
+
+def services(connection: HTTPConnection) -> Services:
+    """The services of the app serving *connection* (set by the lifespan)."""
+    found: Services = connection.state.services
+    return found

@@ -1,0 +1,135 @@
+"""Settings read from the environment: the only module that looks at os.environ.
+
+Every variable of the contract (and the few this project adds) is parsed and
+validated here, once, at start. A bad value stops the server with a message that
+names the variable, instead of failing later on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """One or more environment variables are invalid; the message names each one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Typed, validated configuration. Build it with `Settings.from_env()` or directly in tests."""
+
+    redis_url: str | None = None
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    admin_token_generated: bool = False
+    jwt_secret: str | None = None
+    jwt_audience: str = "livepush"
+    allowed_origins: tuple[str, ...] = ()
+    demo: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    history_size: int = 1000
+    snapshot_size: int = 20
+    max_body_bytes: int = 256 * 1024
+    ping_interval: float = 25.0
+    reader_buffer_bytes: int = 1024 * 1024
+    idempotency_ttl: int = 24 * 3600
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; raise SettingsError listing every bad variable."""
+        env = os.environ if environ is None else environ
+        errors: list[str] = []
+        reader = _Reader(env, errors)
+
+        redis_url = reader.text("REDIS_URL")
+        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            errors.append("REDIS_URL: must start with redis://, rediss:// or unix://")
+        admin_token = reader.text("LIVEPUSH_ADMIN_TOKEN")
+        if admin_token is not None and len(admin_token) < 16:
+            errors.append("LIVEPUSH_ADMIN_TOKEN: must be at least 16 characters")
+        jwt_secret = reader.text("LIVEPUSH_JWT_SECRET")
+        if jwt_secret is not None and len(jwt_secret) < 32:
+            errors.append("LIVEPUSH_JWT_SECRET: must be at least 32 characters (256 bits for HS256)")
+        origins = tuple(o.strip().rstrip("/") for o in (reader.text("LIVEPUSH_ALLOWED_ORIGINS") or "").split(",") if o.strip())
+        for origin in origins:
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
+                errors.append(f"LIVEPUSH_ALLOWED_ORIGINS: {origin!r} is not an origin like https://news.example")
+
+        settings = cls(
+            redis_url=redis_url,
+            admin_token=admin_token or secrets.token_urlsafe(24),
+            admin_token_generated=admin_token is None,
+            jwt_secret=jwt_secret,
+            jwt_audience=reader.text("LIVEPUSH_JWT_AUDIENCE") or "livepush",
+            allowed_origins=origins,
+            demo=reader.flag("LIVEPUSH_DEMO", default=True),
+            host=reader.text("HOST") or "127.0.0.1",
+            port=reader.integer("PORT", 8000, low=0, high=65535),
+            history_size=reader.integer("LIVEPUSH_HISTORY_SIZE", 1000, low=1000, high=1_000_000),
+            snapshot_size=reader.integer("LIVEPUSH_SNAPSHOT_SIZE", 20, low=1, high=200),
+            max_body_bytes=reader.integer("LIVEPUSH_MAX_BODY_BYTES", 256 * 1024, low=1024, high=16 * 1024 * 1024),
+            ping_interval=reader.number("LIVEPUSH_PING_INTERVAL", 25.0, low=0.05, high=3600.0),
+            reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1024 * 1024, low=16 * 1024, high=1 << 30),
+            idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),
+            log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
+        )
+        if settings.log_level not in ("critical", "error", "warning", "info", "debug"):
+            errors.append("LIVEPUSH_LOG_LEVEL: one of critical, error, warning, info, debug")
+        if errors:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
+        return settings
+
+
+@dataclass(slots=True)
+class _Reader:
+    env: Mapping[str, str]
+    errors: list[str]
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        value = (self.text(name) or "").lower()
+        if not value:
+            return default
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        self.errors.append(f"{name}: expected 1/0, true/false, yes/no or on/off, got {value!r}")
+        return default
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.errors.append(f"{name}: expected an integer, got {value!r}")
+            return default
+        if not low <= number <= high:
+            self.errors.append(f"{name}: must be between {low} and {high}, got {number}")
+            return default
+        return number
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.errors.append(f"{name}: expected a number, got {value!r}")
+            return default
+        if not low <= number <= high:
+            self.errors.append(f"{name}: must be between {low} and {high}, got {number}")
+            return default
+        return number

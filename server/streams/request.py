@@ -1,0 +1,58 @@
+"""What a stream request asks for (blog, resume position) and whether its origin may ask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class BadStreamRequest(ValueError):
+    """The resume parameters are malformed; the message names the parameter."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    blog_id: str
+    since: int | None
+    epoch: str | None
+
+
+def parse_stream_request(connection: HTTPConnection, last_event_id: str | None = None) -> StreamRequest:
+    """Blog id from the path; `since`/`epoch` from the query, or Last-Event-ID (SSE) for `since`."""
+    blog_id: str = connection.path_params["blog"]
+    raw_since = last_event_id if last_event_id not in (None, "") else connection.query_params.get("since")
+    since = None
+    if raw_since not in (None, ""):
+        assert raw_since is not None
+        if not raw_since.isdigit() or len(raw_since) > 15:
+            raise BadStreamRequest("since must be a non-negative integer seq")
+        since = int(raw_since)
+    epoch = connection.query_params.get("epoch") or None
+    if epoch is not None and (len(epoch) > 64 or not epoch.isalnum()):
+        raise BadStreamRequest("epoch must be the epoch string the server sent")
+    return StreamRequest(blog_id, since, epoch)
+
+
+def origin_allowed(connection: HTTPConnection, allowed: tuple[str, ...]) -> bool:
+    """Exact-match origin policy for streams.
+
+    A request without Origin (not a browser: load tests, curl) is allowed. A browser origin is
+    allowed when it is this server's own origin, or in LIVEPUSH_ALLOWED_ORIGINS, or, when that
+    list is unset, a localhost origin. `*` in the list allows every origin.
+    """
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    host = connection.headers.get("host", "").lower()
+    if parts.scheme in ("http", "https") and parts.netloc == host:
+        return True
+    return not allowed and parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTS

@@ -1,0 +1,59 @@
+"""`GET /sse/blogs/{blog}`: one reader's server-sent event stream.
+
+The same messages as the WebSocket, one per `data:` line, each event with `id: <seq>`, so a
+reconnecting EventSource resumes through Last-Event-ID. `?since=&epoch=` work as on the
+WebSocket; Last-Event-ID (newer, sent by the browser) wins over `since`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from server.api.errors import ApiError, problem_response
+from server.engine import BlogNotFound
+from server.hub import Reader
+from server.services import Services, services
+from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
+from server.wire import PING
+
+RETRY_MILLISECONDS = 2000
+
+
+async def sse_stream(request: Request) -> Response:
+    svc = services(request)
+    if not origin_allowed(request, svc.settings.allowed_origins):
+        return problem_response(ApiError(403, "origin_not_allowed", "this origin may not open streams",
+                                         field="Origin"))
+    try:
+        stream = parse_stream_request(request, request.headers.get("last-event-id"))
+    except BadStreamRequest as exc:
+        return problem_response(ApiError(422, "invalid_field", str(exc), field="since"))
+    reader = Reader(svc.settings.reader_buffer_bytes)
+    try:
+        attached = await svc.feeds.open(reader, stream.blog_id, stream.since, stream.epoch)
+    except BlogNotFound:
+        return problem_response(ApiError(404, "unknown_blog", "no such blog"))
+    svc.metrics.streams.labels("sse", "snapshot" if attached.snapshot else "resume").inc()
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    origin = request.headers.get("origin")
+    if origin is not None:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Vary"] = "Origin"
+    return StreamingResponse(_events(svc, reader, stream.blog_id), media_type="text/event-stream", headers=headers)
+
+
+async def _events(svc: Services, reader: Reader, blog_id: str) -> AsyncIterator[bytes]:
+    try:
+        yield b"retry: %d\n\n" % RETRY_MILLISECONDS
+        while True:
+            if not await reader.wait(svc.settings.ping_interval):
+                yield PING.sse
+                continue
+            if reader.closed:
+                return  # the browser reconnects after `retry` and resumes with Last-Event-ID
+            yield b"".join(frame.sse for frame in reader.take())
+    finally:
+        svc.feeds.close(reader, blog_id)

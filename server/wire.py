@@ -1,0 +1,93 @@
+"""The only place events and stream messages are encoded (orjson), once per process.
+
+A `Frame` is one encoded message. The same Frame object is handed to every reader of a
+blog: its WebSocket text and its SSE form are each computed once, on first use, and then
+shared, so fan-out cost per reader never includes serialization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from server.model import Blog, Post, format_time
+
+
+class Frame:
+    """One encoded message: `data` is its JSON; `text` and `sse` are derived once, lazily."""
+
+    __slots__ = ("_sse", "_text", "blog", "data", "epoch", "seq")
+
+    def __init__(self, blog: str, seq: int, data: bytes, epoch: str = "") -> None:
+        self.blog = blog
+        self.seq = seq
+        self.data = data
+        self.epoch = epoch
+        self._text: str | None = None
+        self._sse: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        """The message as a WebSocket text frame payload."""
+        if self._text is None:
+            self._text = self.data.decode()
+        return self._text
+
+    @property
+    def sse(self) -> bytes:
+        """The message as one server-sent event; `id:` is the seq, so Last-Event-ID resumes."""
+        if self._sse is None:
+            head = b"id: %d\n" % self.seq if self.seq > 0 else b""
+            self._sse = head + b"data: " + self.data + b"\n\n"
+        return self._sse
+
+    def __repr__(self) -> str:
+        return f"Frame(blog={self.blog!r}, seq={self.seq}, {len(self.data)} bytes)"
+
+
+PING = Frame("", 0, b'{"type":"ping"}')
+
+
+def dumps(value: Any) -> bytes:
+    """Encode *value* as compact JSON."""
+    return orjson.dumps(value)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode strict JSON (no NaN, no lone surrogates, bounded depth); raises ValueError."""
+    return orjson.loads(data)
+
+
+def blog_json(blog: Blog) -> dict[str, Any]:
+    return blog.model_dump(mode="json")
+
+
+def post_json(post: Post) -> dict[str, Any]:
+    return post.model_dump(mode="json")
+
+
+def event(kind: str, blog_id: str, seq: int, post_count: int, updated_at: datetime,
+          key: str, value: Any, epoch: str = "") -> Frame:
+    """Encode one event of the contract: `post.created`, `post.updated`, `post.deleted`, `blog.updated`."""
+    if isinstance(value, Post):
+        value = post_json(value)
+    elif isinstance(value, Blog):
+        value = blog_json(value)
+    data = dumps({"type": kind, "blog": blog_id, "seq": seq, "post_count": post_count,
+                  "updated_at": format_time(updated_at), key: value})
+    return Frame(blog_id, seq, data, epoch)
+
+
+def snapshot(blog: Blog, posts: Sequence[Post], has_more: bool) -> Frame:
+    """Encode the snapshot a new reader starts from (current at `blog.seq`)."""
+    data = dumps({"type": "snapshot", "blog": blog_json(blog), "posts": [post_json(p) for p in posts],
+                  "has_more": has_more, "seq": blog.seq, "epoch": blog.epoch})
+    return Frame(blog.id, blog.seq, data, blog.epoch)
+
+
+def event_list(frames: Iterable[Frame], seq: int, epoch: str) -> bytes:
+    """`{"events": [...], "seq": n, "epoch": "..."}` assembled from already-encoded events."""
+    return b'{"events":[' + b",".join(f.data for f in frames) + b'],"seq":%d,"epoch":%b}' % (seq, dumps(epoch))
