@@ -6,7 +6,8 @@ The order of steps is what makes the seam exact:
 2. the relay is watching the blog, so every event up to `relay.last_seq()` reached the hub
    before step 1 and every later one will reach it after;
 3. the first message is read: the events after `since` when the reader resumes in the same
-   epoch (or gives none: SSE's Last-Event-ID) and history still holds them, otherwise a snapshot current at a seq no older than (2);
+   epoch (or names none: SSE's Last-Event-ID) and history still holds them; otherwise a
+   snapshot current at a seq no older than (2);
 4. `reader.start()` drops parked events that message already covers and checks the rest
    continue it (else closes with 1013).
 

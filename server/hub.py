@@ -100,13 +100,13 @@ class Reader:
         self._bytes = 0
         return frames
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until frames are queued or the reader is closed; False on timeout."""
+    async def wait(self, idle: float) -> bool:
+        """Wait until frames are queued or the reader is closed; False after *idle* seconds of nothing."""
         if self._queue or self.close_code is not None:
             return True
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._waiter, timeout)
+            await asyncio.wait_for(self._waiter, idle)
         except TimeoutError:
             return False
         finally:

@@ -45,7 +45,7 @@ class Metrics:
     content_type = "text/plain; version=0.0.4; charset=utf-8"
 
     def __init__(self, hub: Hub, relay: Relay, feeds: Feeds) -> None:
-        disable_created_metrics()  # the *_created series only add noise here
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
         self.registry = CollectorRegistry()
         self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
         self.write_seconds = Histogram(

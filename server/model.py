@@ -253,7 +253,6 @@ class DeleteResult(BaseModel):
 
 
 class _EventBase(BaseModel):
-    blog: str
     seq: int
     post_count: int
     updated_at: Timestamp
@@ -261,22 +260,25 @@ class _EventBase(BaseModel):
 
 class PostCreatedEvent(_EventBase):
     type: Literal["post.created"]
+    blog: str
     post: Post
 
 
 class PostUpdatedEvent(_EventBase):
     type: Literal["post.updated"]
+    blog: str
     post: Post
 
 
 class PostDeletedEvent(_EventBase):
     type: Literal["post.deleted"]
+    blog: str
     post_id: str
 
 
 class BlogUpdatedEvent(_EventBase):
     type: Literal["blog.updated"]
-    blog: Blog
+    blog: Blog = Field(description="the blog after the change (in this event, `blog` is the object, not the id)")
 
 
 EventMessage = Annotated[

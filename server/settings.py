@@ -55,7 +55,8 @@ class Settings:
         jwt_secret = reader.text("LIVEPUSH_JWT_SECRET")
         if jwt_secret is not None and len(jwt_secret) < 32:
             errors.append("LIVEPUSH_JWT_SECRET: must be at least 32 characters (256 bits for HS256)")
-        origins = tuple(o.strip().rstrip("/") for o in (reader.text("LIVEPUSH_ALLOWED_ORIGINS") or "").split(",") if o.strip())
+        listed = (reader.text("LIVEPUSH_ALLOWED_ORIGINS") or "").split(",")
+        origins = tuple(o.strip().rstrip("/").lower() for o in listed if o.strip())
         for origin in origins:
             parts = urlsplit(origin)
             if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
@@ -75,7 +76,7 @@ class Settings:
             snapshot_size=reader.integer("LIVEPUSH_SNAPSHOT_SIZE", 20, low=1, high=200),
             max_body_bytes=reader.integer("LIVEPUSH_MAX_BODY_BYTES", 256 * 1024, low=1024, high=16 * 1024 * 1024),
             ping_interval=reader.number("LIVEPUSH_PING_INTERVAL", 25.0, low=0.05, high=3600.0),
-            reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1024 * 1024, low=16 * 1024, high=1 << 30),
+            reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1 << 20, low=16 * 1024, high=1 << 30),
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
         )

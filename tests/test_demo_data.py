@@ -1,6 +1,7 @@
 """Sanity checks for the bundled demo live blog (server/demo/russia-ukraine-2023-07-26.json)."""
 
 import json
+from typing import Any
 import re
 from datetime import datetime
 from html.parser import HTMLParser
@@ -29,7 +30,7 @@ EXPECTED_HEADLINES = [
     "Ukraine denies losses in northeastern part of country",
     "Ukraine launches major offensive south of Orikhiv, Russian officials and military"
     " bloggers claim, while Kyiv remains silent",
-    "UK\u00a0government\u00a0heavily criticized in report for underestimating Wagner Group",
+    "UK government heavily criticized in report for underestimating Wagner Group",
     "Why so many Western firms are staying put in Russia",
     "Ukraine says it made advances in the south and east. Here's what you need to know",
     "Trevor Reed's fighting in Ukraine shouldn't affect negotiations to free other"
@@ -46,23 +47,23 @@ ALLOWED_ATTRS = {
 }
 
 
-def load():
+def load() -> Any:
     with DEMO_JSON.open(encoding="utf-8") as fh:
         return json.load(fh)
 
 
-def test_nine_posts():
+def test_nine_posts() -> None:
     assert len(load()["posts"]) == 9
 
 
-def test_ids_unique_and_slug_shaped():
+def test_ids_unique_and_slug_shaped() -> None:
     ids = [p["id"] for p in load()["posts"]]
     assert len(ids) == len(set(ids))
     for pid in ids:
         assert SLUG_RE.match(pid), pid
 
 
-def test_timestamps_are_utc_and_parse():
+def test_timestamps_are_utc_and_parse() -> None:
     data = load()
     for post in data["posts"]:
         for key in ("published_at", "updated_at"):
@@ -73,7 +74,7 @@ def test_timestamps_are_utc_and_parse():
     assert data["blog"]["updated_at"] == "2023-07-27T04:43:00Z"
 
 
-def test_images_exist_and_are_referenced():
+def test_images_exist_and_are_referenced() -> None:
     bodies = "".join(p["body"] for p in load()["posts"])
     referenced = set(re.findall(r'src="/static/demo/([^"]+)"', bodies))
     assert referenced == set(EXPECTED_IMAGES)
@@ -84,16 +85,16 @@ def test_images_exist_and_are_referenced():
 
 
 @pytest.mark.parametrize("needle", ["<script", "style=", "http://"])
-def test_bodies_have_no_unsafe_markup(needle):
+def test_bodies_have_no_unsafe_markup(needle: str) -> None:
     for post in load()["posts"]:
         assert needle not in post["body"].lower(), (post["id"], needle)
 
 
-def test_bodies_have_no_event_handler_attributes():
+def test_bodies_have_no_event_handler_attributes() -> None:
     # " on" is ordinary prose ("on Tuesday", also inside alt text), so check
     # the parsed attribute names rather than the raw string.
     class Checker(HTMLParser):
-        def handle_starttag(self, tag, attrs):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             for name, _ in attrs:
                 assert not name.lower().startswith("on"), (tag, name)
 
@@ -101,12 +102,13 @@ def test_bodies_have_no_event_handler_attributes():
         Checker().feed(post["body"])
 
 
-def test_bodies_use_only_allowed_tags_and_attributes():
+def test_bodies_use_only_allowed_tags_and_attributes() -> None:
     class Checker(HTMLParser):
-        def handle_starttag(self, tag, attrs):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             assert tag in ALLOWED_ATTRS, tag
             for name, value in attrs:
                 assert name in ALLOWED_ATTRS[tag], (tag, name)
+                assert value is not None
                 if tag == "a":
                     assert value.startswith("https://"), value
                 if tag == "span":
@@ -118,5 +120,5 @@ def test_bodies_use_only_allowed_tags_and_attributes():
         Checker().feed(post["body"])
 
 
-def test_headlines_match_page():
+def test_headlines_match_page() -> None:
     assert [p["headline"] for p in load()["posts"]] == EXPECTED_HEADLINES

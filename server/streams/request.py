@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
-
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -27,8 +26,7 @@ def parse_stream_request(connection: HTTPConnection, last_event_id: str | None =
     blog_id: str = connection.path_params["blog"]
     raw_since = last_event_id if last_event_id not in (None, "") else connection.query_params.get("since")
     since = None
-    if raw_since not in (None, ""):
-        assert raw_since is not None
+    if raw_since:
         if not raw_since.isdigit() or len(raw_since) > 15:
             raise BadStreamRequest("since must be a non-negative integer seq")
         since = int(raw_since)

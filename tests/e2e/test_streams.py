@@ -1,0 +1,279 @@
+"""WebSocket and SSE streams over a real uvicorn: snapshot, live events, resume, and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import LiveServer, ServerFactory
+
+
+async def test_a_new_reader_starts_from_a_snapshot(server: LiveServer, blog: dict[str, Any]) -> None:
+    """The first message is a snapshot of the blog, its newest posts, seq and epoch."""
+    first = await server.publish(headline="First")
+    assert first.status_code == 201
+    async with server.reader() as reader:
+        snapshot = await reader.next()
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["seq"] == 1 and snapshot["epoch"] == blog["epoch"]
+    assert snapshot["blog"]["id"] == "b1" and snapshot["blog"]["post_count"] == 1
+    assert [p["headline"] for p in snapshot["posts"]] == ["First"]
+    assert snapshot["has_more"] is False
+
+
+async def test_a_post_reaches_every_reader_once(server: LiveServer, blog: dict[str, Any]) -> None:
+    """A post accepted over HTTP arrives exactly once on each socket watching that blog."""
+    async with server.reader() as a, server.reader() as b:
+        assert (await a.next())["type"] == "snapshot"
+        assert (await b.next())["type"] == "snapshot"
+        response = await server.publish(headline="Kick-off")
+        assert response.status_code == 201
+        for reader in (a, b):
+            event = await reader.next_event()
+            assert (event["type"], event["seq"], event["post"]["headline"]) == ("post.created", 1, "Kick-off")
+            assert event["post_count"] == 1 and event["blog"] == "b1"
+            assert event["updated_at"] == response.json()["post"]["published_at"]
+
+
+async def test_every_kind_of_change_is_an_event(server: LiveServer, blog: dict[str, Any]) -> None:
+    """Create, edit, pin, delete and blog changes each become one event with the next seq."""
+    async with server.reader() as reader:
+        await reader.next()
+        post = (await server.publish(headline="One")).json()["post"]
+        url = f"/api/blogs/b1/posts/{post['id']}"
+        await server.http.patch(url, json={"headline": "One (updated)"}, headers=server.auth())
+        await server.http.patch(url, json={"pinned": True}, headers=server.auth())
+        await server.http.delete(url, headers=server.auth())
+        await server.http.patch("/api/blogs/b1", json={"status": "ended"}, headers=server.auth())
+        events = await reader.events(5)
+    assert [e["type"] for e in events] == ["post.created", "post.updated", "post.updated", "post.deleted",
+                                           "blog.updated"]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert events[1]["post"]["version"] == 2 and events[2]["post"]["pinned"] is True
+    assert events[3]["post_id"] == post["id"] and events[3]["post_count"] == 0
+    assert events[4]["blog"]["status"] == "ended" and events[4]["blog"]["seq"] == 5
+
+
+async def test_fifty_concurrent_publishes_reach_ten_readers_in_order(server: LiveServer,
+                                                                    blog: dict[str, Any]) -> None:
+    """50 publishes racing each other are seen by 10 readers as seq 1..50, exactly once, in one order."""
+    readers = [server.reader() for _ in range(10)]
+    opened = [await r.__aenter__() for r in readers]
+    try:
+        for reader in opened:
+            assert (await reader.next())["type"] == "snapshot"
+        responses = await asyncio.gather(*(server.publish(headline=f"Post {i}") for i in range(50)))
+        assert all(r.status_code == 201 for r in responses)
+        assert sorted(r.json()["seq"] for r in responses) == list(range(1, 51))
+        orders = []
+        for reader in opened:
+            events = await reader.events(50)
+            assert [e["seq"] for e in events] == list(range(1, 51))
+            orders.append([e["post"]["id"] for e in events])
+        assert all(order == orders[0] for order in orders)
+        by_seq = {r.json()["seq"]: r.json()["post"]["id"] for r in responses}
+        assert orders[0] == [by_seq[seq] for seq in range(1, 51)]
+    finally:
+        for reader in readers:
+            await reader.__aexit__(None, None, None)
+
+
+async def test_a_reader_resumes_with_exactly_what_it_missed(server: LiveServer, blog: dict[str, Any]) -> None:
+    """Reconnecting with since+epoch replays the missed events in order, then continues live."""
+    async with server.reader() as reader:
+        snapshot = await reader.next()
+        await server.publish(headline="Seen")
+        seen = await reader.next_event()
+    for i in range(3):
+        await server.publish(headline=f"Missed {i}")
+    async with server.reader(since=seen["seq"], epoch=snapshot["epoch"]) as reader:
+        replay = await reader.events(3)
+        assert [e["seq"] for e in replay] == [2, 3, 4]
+        assert [e["post"]["headline"] for e in replay] == ["Missed 0", "Missed 1", "Missed 2"]
+        await server.publish(headline="Live again")
+        live = await reader.next_event()
+        assert live["seq"] == 5
+        with pytest.raises(TimeoutError):
+            await reader.next_event(timeout=0.3)
+
+
+async def test_resuming_at_the_top_sends_nothing_until_the_next_event(server: LiveServer,
+                                                                      blog: dict[str, Any]) -> None:
+    await server.publish(headline="One")
+    async with server.reader(since=1, epoch=blog["epoch"]) as reader:
+        await server.publish(headline="Two")
+        event = await reader.next_event()
+        assert (event["type"], event["seq"]) == ("post.created", 2)
+
+
+@pytest.mark.parametrize("position", [{"epoch": "deadbeef", "since": 1}, {"since": 99}])
+async def test_a_foreign_epoch_or_unknown_seq_gets_a_snapshot(server: LiveServer, blog: dict[str, Any],
+                                                              position: dict[str, Any]) -> None:
+    """A position from another history (or beyond the top) is never replayed: the reader starts over."""
+    await server.publish(headline="One")
+    await server.publish(headline="Two")
+    async with server.reader(since=position["since"], epoch=position.get("epoch", blog["epoch"])) as reader:
+        first = await reader.next()
+    assert first["type"] == "snapshot" and first["seq"] == 2 and len(first["posts"]) == 2
+
+
+async def test_a_position_older_than_history_gets_a_snapshot(start_server: ServerFactory) -> None:
+    server = await start_server(history_size=1000)
+    blog = await server.create_blog("b1")
+    for i in range(1003):
+        assert (await server.publish(headline=f"P{i}")).status_code == 201
+    async with server.reader(since=1, epoch=blog["epoch"]) as reader:
+        first = await reader.next()
+    assert first["type"] == "snapshot" and first["seq"] == 1003 and first["has_more"] is True
+    assert len(first["posts"]) == 20
+    async with server.reader(since=3, epoch=blog["epoch"]) as reader:
+        first = await reader.next()
+    assert first["type"] == "post.created" and first["seq"] == 4
+
+
+async def test_snapshot_lists_pinned_first_then_newest(server: LiveServer, blog: dict[str, Any]) -> None:
+    for i, when in enumerate(["2024-01-01T10:00:00Z", "2024-01-01T12:00:00Z", "2024-01-01T11:00:00Z"]):
+        await server.publish(headline=f"P{i}", published_at=when, pinned=(i == 0))
+    async with server.reader() as reader:
+        snapshot = await reader.next()
+    assert [p["headline"] for p in snapshot["posts"]] == ["P0", "P1", "P2"]
+
+
+async def test_unknown_blog_is_closed_with_4404(server: LiveServer) -> None:
+    async with server.reader("no-such-blog") as reader:
+        assert await reader.closed() == (4404, "unknown blog")
+
+
+async def test_a_foreign_origin_is_refused_with_1008(server: LiveServer, blog: dict[str, Any]) -> None:
+    async with server.reader(origin="https://evil.example") as reader:
+        code, reason = await reader.closed()
+    assert (code, reason) == (1008, "origin not allowed")
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://127.0.0.1:9999", None])
+async def test_local_origins_and_non_browsers_are_allowed_by_default(server: LiveServer, blog: dict[str, Any],
+                                                                     origin: str | None) -> None:
+    async with server.reader(origin=origin) as reader:
+        assert (await reader.next())["type"] == "snapshot"
+
+
+async def test_the_allowlist_admits_listed_origins_only(start_server: ServerFactory) -> None:
+    server = await start_server(allowed_origins=("https://news.example",))
+    await server.create_blog("b1")
+    async with server.reader(origin="https://news.example") as reader:
+        assert (await reader.next())["type"] == "snapshot"
+    async with server.reader(origin="http://localhost:3000") as reader:
+        assert (await reader.closed())[0] == 1008
+    async with server.reader(origin=server.base) as reader:  # the server's own pages always may
+        assert (await reader.next())["type"] == "snapshot"
+
+
+async def test_a_quiet_stream_gets_pings(start_server: ServerFactory) -> None:
+    server = await start_server(ping_interval=0.2)
+    await server.create_blog("b1")
+    async with server.reader() as reader:
+        assert (await reader.next())["type"] == "snapshot"
+        assert await reader.next(timeout=2) == {"type": "ping"}
+
+
+async def test_text_from_a_reader_is_ignored_and_binary_closes_with_1003(server: LiveServer,
+                                                                         blog: dict[str, Any]) -> None:
+    async with server.reader() as reader:
+        await reader.next()
+        await reader.connection.send('{"type":"subscribe","blog":"other"}')
+        await reader.connection.send("x" * 1000)
+        await server.publish(headline="Still here")
+        assert (await reader.next_event())["seq"] == 1
+        await reader.connection.send(b"\x00\x01")
+        assert (await reader.closed())[0] == 1003
+
+
+async def test_an_oversized_reader_message_closes_with_1009(server: LiveServer, blog: dict[str, Any]) -> None:
+    async with server.reader() as reader:
+        await reader.next()
+        await reader.connection.send("x" * (65 * 1024))
+        assert (await reader.closed())[0] == 1009
+
+
+async def test_a_malformed_since_closes_with_1008(server: LiveServer, blog: dict[str, Any]) -> None:
+    url = f"{server.ws_base}/ws/blogs/b1?since=abc"
+    async with connect(url) as connection:
+        await asyncio.wait_for(connection.wait_closed(), 5)
+        assert connection.protocol.close_rcvd is not None and connection.protocol.close_rcvd.code == 1008
+
+
+async def test_the_reader_count_returns_to_zero(server: LiveServer, blog: dict[str, Any]) -> None:
+    """Readers that leave are removed from the hub (no leak)."""
+    for _ in range(5):
+        async with server.reader() as reader:
+            await reader.next()
+    metrics = await _metric(server, 'livepush_readers{blog="b1"}')
+    assert metrics in (None, 0.0)
+
+
+async def _metric(server: LiveServer, name: str) -> float | None:
+    text = (await server.http.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+# SSE
+
+
+async def _sse_messages(server: LiveServer, path: str, count: int, headers: dict[str, str] | None = None,
+                        on_open: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+    """Read *count* `data:` messages (with their `id:`) from an SSE stream."""
+    found: list[tuple[str | None, dict[str, Any]]] = []
+    async with httpx.AsyncClient(base_url=server.base, timeout=10) as client, \
+            client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event_id: str | None = None
+        opened = False
+        async for line in response.aiter_lines():
+            if not opened and on_open is not None:
+                opened = True
+                await on_open()
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                found.append((event_id, orjson.loads(line[6:])))
+                event_id = None
+                if len(found) == count:
+                    break
+    return found
+
+
+async def test_sse_sends_a_snapshot_then_events_with_ids(server: LiveServer, blog: dict[str, Any]) -> None:
+    async def publish() -> None:
+        await server.publish(headline="Over SSE")
+
+    messages = await asyncio.wait_for(_sse_messages(server, "/sse/blogs/b1", 2, on_open=publish), 10)
+    (snap_id, snapshot), (event_id, event) = messages
+    assert snapshot["type"] == "snapshot" and snap_id is None  # seq 0: nothing to resume from yet
+    assert event["type"] == "post.created" and event_id == "1" and event["seq"] == 1
+
+
+async def test_sse_resumes_from_last_event_id(server: LiveServer, blog: dict[str, Any]) -> None:
+    for i in range(4):
+        await server.publish(headline=f"P{i}")
+    messages = await asyncio.wait_for(
+        _sse_messages(server, "/sse/blogs/b1", 2, headers={"Last-Event-ID": "2"}), 10)
+    assert [(i, m["seq"]) for i, m in messages] == [("3", 3), ("4", 4)]
+
+
+async def test_sse_refuses_unknown_blogs_and_foreign_origins(server: LiveServer, blog: dict[str, Any]) -> None:
+    unknown = await server.http.get("/sse/blogs/nope")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+    foreign = await server.http.get("/sse/blogs/b1", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403 and foreign.json()["field"] == "Origin"
+    bad = await server.http.get("/sse/blogs/b1?since=-1")
+    assert bad.status_code == 422 and bad.json()["field"] == "since"

@@ -1,0 +1,65 @@
+"""Settings from the environment, and publisher tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.auth import Authenticator, Unauthorized, mint_token, parse_ttl
+from server.settings import Settings, SettingsError
+
+SECRET = "s" * 40
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert (settings.redis_url, settings.jwt_secret, settings.demo, settings.host, settings.port) == \
+        (None, None, True, "127.0.0.1", 8000)
+    assert settings.admin_token_generated and len(settings.admin_token) >= 16
+    assert settings.allowed_origins == ()
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env({"REDIS_URL": "redis://127.0.0.1:7000/0", "LIVEPUSH_DEMO": "0", "PORT": "9000",
+                                  "LIVEPUSH_ALLOWED_ORIGINS": "https://news.example, https://Blog.example/",
+                                  "LIVEPUSH_ADMIN_TOKEN": "a" * 20})
+    assert settings.redis_url == "redis://127.0.0.1:7000/0" and settings.demo is False and settings.port == 9000
+    assert settings.allowed_origins == ("https://news.example", "https://blog.example")
+    assert settings.admin_token == "a" * 20 and not settings.admin_token_generated
+
+
+def test_every_bad_variable_is_named() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PORT": "eighty", "LIVEPUSH_DEMO": "maybe", "REDIS_URL": "http://x",
+                           "LIVEPUSH_JWT_SECRET": "short", "LIVEPUSH_ALLOWED_ORIGINS": "news.example",
+                           "LIVEPUSH_HISTORY_SIZE": "10"})
+    message = str(caught.value)
+    for name in ("PORT", "LIVEPUSH_DEMO", "REDIS_URL", "LIVEPUSH_JWT_SECRET", "LIVEPUSH_ALLOWED_ORIGINS",
+                 "LIVEPUSH_HISTORY_SIZE"):
+        assert name in message
+
+
+def test_admin_token_and_scoped_tokens() -> None:
+    auth = Authenticator("admin-token-0123456789", SECRET)
+    assert auth.authenticate("admin-token-0123456789").admin
+    principal = auth.authenticate(mint_token(SECRET, ["b1", "b2"], 60, subject="desk"))
+    assert principal.subject == "desk" and principal.may_write("b1") and not principal.may_write("b3")
+    with pytest.raises(Unauthorized):
+        auth.authenticate("admin-token-012345678")
+    with pytest.raises(Unauthorized, match="expired"):
+        auth.authenticate(mint_token(SECRET, ["b1"], 60, now=1000))
+
+
+def test_without_a_secret_no_jwt_is_accepted() -> None:
+    with pytest.raises(Unauthorized):
+        Authenticator("admin-token-0123456789", None).authenticate(mint_token(SECRET, ["*"], 60))
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("7d", 604800)])
+def test_ttl(text: str, seconds: int) -> None:
+    assert parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1h", "1y", "h"])
+def test_bad_ttl(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_ttl(text)
