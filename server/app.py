@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -88,9 +90,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client"),
         Mount("/static/demo", StaticFiles(directory=str(IMAGES)), name="demo-images"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[_read_cors(settings)], exception_handlers={
         ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
     })
+
+
+def _read_cors(settings: Settings) -> Middleware:
+    """CORS for reads only (an embedded widget pages posts from another site), for the origins that may
+    open streams. Writes get no CORS: the newsroom console is served from this origin."""
+    if settings.allowed_origins:
+        origins, pattern = list(settings.allowed_origins), None
+    else:
+        origins, pattern = [], r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?"
+    return Middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=pattern, allow_methods=["GET"],
+                      expose_headers=["ETag"], max_age=600)
 
 
 def app_from_env() -> Starlette:

@@ -1,11 +1,11 @@
 """Sanity checks for the bundled demo live blog (server/demo/russia-ukraine-2023-07-26.json)."""
 
 import json
-from typing import Any
 import re
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from server.model import Blog, Post
-from server.paging import Order, Page, SortKey
+from server.paging import Order, Page, Position
 from server.wire import Frame
 
 T = TypeVar("T")
@@ -139,7 +139,7 @@ class Engine(Protocol):
 
     async def get_post(self, blog_id: str, post_id: str) -> Post: ...
 
-    async def list_posts(self, blog_id: str, limit: int, order: Order, before: SortKey | None) -> Page: ...
+    async def list_posts(self, blog_id: str, limit: int, order: Order, before: Position | None) -> Page: ...
 
     async def snapshot(self, blog_id: str, limit: int) -> Snapshot:
         """The blog and its newest *limit* posts, read at one seq."""

@@ -35,7 +35,7 @@ from server.engine import (
     StaleVersion,
 )
 from server.model import Blog, Post
-from server.paging import Order, Page, SortKey, paginate
+from server.paging import Order, Page, Position, paginate
 from server.wire import Frame
 
 
@@ -154,7 +154,7 @@ class MemoryEngine:
     async def get_post(self, blog_id: str, post_id: str) -> Post:
         return self._post(self._state(blog_id), post_id)
 
-    async def list_posts(self, blog_id: str, limit: int, order: Order, before: SortKey | None) -> Page:
+    async def list_posts(self, blog_id: str, limit: int, order: Order, before: Position | None) -> Page:
         return paginate(self._state(blog_id).posts.values(), limit, order, before)
 
     async def snapshot(self, blog_id: str, limit: int) -> Snapshot:

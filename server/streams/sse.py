@@ -37,11 +37,7 @@ async def sse_stream(request: Request) -> Response:
     except BlogNotFound:
         return problem_response(ApiError(404, "unknown_blog", "no such blog"))
     svc.metrics.streams.labels("sse", "snapshot" if attached.snapshot else "resume").inc()
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    origin = request.headers.get("origin")
-    if origin is not None:
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Vary"] = "Origin"
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # CORS: see server.app._read_cors
     return StreamingResponse(_events(svc, reader, stream.blog_id), media_type="text/event-stream", headers=headers)
 
 

@@ -14,7 +14,7 @@ PROBLEM = "application/problem+json"
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
+    assert response.status_code == status, response.text[:500]
     assert response.headers["content-type"] == PROBLEM
     body: dict[str, Any] = response.json()
     assert body["status"] == status and body["title"] and body["code"]
@@ -331,7 +331,7 @@ async def test_posts_page_pinned_first_then_newest_with_a_cursor(server: LiveSer
 
 
 @pytest.mark.parametrize(("query", "field"), [("limit=0", "limit"), ("limit=101", "limit"), ("limit=x", "limit"),
-                                              ("before=%%%", "before"), ("before=WzEsMiwzXQ", "before"),
+                                              ("before=%%%", "before"), ("before=WzEsMiwiQSJd", "before"),
                                               ("order=random", "order")])
 async def test_bad_list_parameters_are_422(server: LiveServer, blog: dict[str, Any], query: str, field: str) -> None:
     assert_problem(await server.http.get(f"/api/blogs/b1/posts?{query}"), 422, field)
@@ -352,13 +352,14 @@ async def test_events_since_returns_the_missed_events(server: LiveServer, blog: 
 
 
 async def test_events_older_than_history_are_410(start_server: ServerFactory) -> None:
+    """At least the last 1000 events are kept; asking for older ones is 410, never a partial list."""
     server = await start_server()
     await server.create_blog("b1")
-    for i in range(1002):
+    for i in range(1300):
         await server.publish(headline=f"P{i}")
-    assert_problem(await server.http.get("/api/blogs/b1/events?since=1"), 410, "since")
-    kept = (await server.http.get("/api/blogs/b1/events?since=2")).json()
-    assert len(kept["events"]) == 1000 and kept["events"][0]["seq"] == 3
+    assert_problem(await server.http.get("/api/blogs/b1/events?since=0"), 410, "since")
+    kept = (await server.http.get("/api/blogs/b1/events?since=300")).json()
+    assert len(kept["events"]) == 1000 and kept["events"][0]["seq"] == 301
 
 
 # operations
@@ -382,3 +383,14 @@ async def test_health_readiness_metrics_and_openapi(server: LiveServer, blog: di
 async def test_unknown_api_paths_and_methods_are_problems(server: LiveServer) -> None:
     assert_problem(await server.http.get("/api/nothing"), 404)
     assert_problem(await server.http.put("/api/blogs"), 405)
+
+
+async def test_reads_carry_cors_for_allowed_origins_only(server: LiveServer, blog: dict[str, Any]) -> None:
+    """An embedded widget on a local page may read; other origins get no CORS grant; writes never do."""
+    local = await server.http.get("/api/blogs/b1/posts", headers={"Origin": "http://localhost:3000"})
+    assert local.headers["access-control-allow-origin"] == "http://localhost:3000"
+    foreign = await server.http.get("/api/blogs/b1/posts", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in foreign.headers
+    preflight = await server.http.options("/api/blogs/b1/posts", headers={
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 400

@@ -1,0 +1,375 @@
+"""The Redis engine: blogs, posts, history and fan-out in Redis, for any number of processes and nodes.
+
+Every write is one Lua script (server/engine/lua/) that checks its preconditions, assigns the
+blog's next seq, stores, appends the event to a bounded stream and PUBLISHes it, atomically.
+A write is acknowledged only once that script has returned.
+
+Each process holds one pattern subscription (`lp:{*}:live`) and hands what arrives to the
+relay, which fills any gap from the stream. Pub/sub is at most once: when the subscription's
+connection comes back, `resync` asks the relay to check every watched blog against history.
+
+Keys of one blog share the hash tag `{<blog>}` so a move to Redis Cluster keeps a blog on one
+shard (see docs/OPERATIONS.md for the layout). Redis errors become EngineUnavailable (HTTP 503);
+writes are never retried by the client, because a retried script could apply twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server import wire
+from server.engine import (
+    BlogEnded,
+    BlogExists,
+    BlogNotFound,
+    Committed,
+    Deliver,
+    Engine,
+    EngineUnavailable,
+    Idempotency,
+    IdempotencyMismatch,
+    PostIdTaken,
+    PostNotFound,
+    Resync,
+    Snapshot,
+    StaleVersion,
+)
+from server.model import Blog, Post, format_time
+from server.paging import Order, Page, Position, millis, page_of
+from server.wire import Frame
+
+log = logging.getLogger("livepush.redis")
+
+BLOGS = "lp:blogs"
+PATTERN = "lp:{*}:live"
+_CAS_ATTEMPTS = 20
+_STATIC_FIELDS = ("id", "title", "description", "authors", "source", "timezone", "created_at")
+
+
+def _keys(blog_id: str) -> list[str]:
+    tag = f"lp:{{{blog_id}}}:"
+    return [tag + "meta", tag + "posts", tag + "unpinned", tag + "pinned", tag + "events"]
+
+
+def channel(blog_id: str) -> str:
+    return f"lp:{{{blog_id}}}:live"
+
+
+def _blog_from_meta(raw: Any) -> Blog:
+    """A Blog from its meta hash, as HGETALL returns it to Python (a dict) or to Lua (a flat list)."""
+    meta: dict[bytes, bytes] = dict(zip(raw[0::2], raw[1::2], strict=True)) if isinstance(raw, list) else raw
+    fields = wire.loads(meta[b"fields"])
+    return Blog.model_validate({**fields, "status": meta[b"status"].decode(),
+                                "updated_at": meta[b"updated_at"].decode(), "post_count": int(meta[b"count"]),
+                                "seq": int(meta[b"seq"]), "epoch": meta[b"epoch"].decode()})
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+class _ResyncingPubSub(PubSub):
+    """A PubSub that reports every (re)connection: messages published meanwhile are lost."""
+
+    def __init__(self, *args: Any, on_connected: Resync, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_connected = on_connected
+
+    async def on_connect(self, connection: Connection) -> None:
+        await super().on_connect(connection)
+        self._on_connected()
+
+
+class RedisEngine:
+    """The engine on Redis (>= 6.2: Lua scripts, streams, pub/sub)."""
+
+    name = "redis"
+
+    def __init__(self, url: str, history_size: int = 1000) -> None:
+        self._url = url
+        self._history = history_size
+        # No retries: a write script retried after a timeout might run twice. Fail fast instead.
+        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
+                                              retry=Retry(ExponentialBackoff(), 0), health_check_interval=2)
+        self._scripts = {name: self._script(name) for name in
+                         ("create_blog", "update_blog", "create_post", "update_post", "delete_post",
+                          "events_since", "page")}
+        self._listener: asyncio.Task[None] | None = None
+        self._deliver: Deliver | None = None
+        self._resync: Resync | None = None
+        self._connected_once = False
+        self.reconnects = 0
+
+    def _script(self, name: str) -> AsyncScript:
+        folder = resources.files("server.engine") / "lua"
+        body = (folder / f"{name}.lua").read_text()
+        if name not in ("events_since", "page", "create_blog"):
+            body = (folder / "prelude.lua").read_text() + "\n" + body
+        return self._redis.register_script(body)
+
+    async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> Any:
+        try:
+            return await self._scripts[name](keys=[*_keys(blog_id), *extra_keys], args=list(args))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
+    # lifecycle
+
+    async def start(self, deliver: Deliver, resync: Resync) -> None:
+        self._deliver, self._resync = deliver, resync
+        self._listener = asyncio.create_task(self._listen(), name="livepush-redis-pubsub")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self._redis.aclose()
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), 1.0))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    # blogs
+
+    async def create_blog(self, blog: Blog) -> Blog:
+        epoch = secrets.token_hex(4)
+        if not await self._run("create_blog", blog.id, self._blog_args(blog, epoch)):
+            raise BlogExists(blog.id)
+        await self._index(blog.id)
+        return blog.model_copy(update={"seq": 0, "post_count": 0, "epoch": epoch})
+
+    async def import_blog(self, blog: Blog, posts: Sequence[Post]) -> bool:
+        args = self._blog_args(blog, secrets.token_hex(4))
+        for post in posts:
+            args += [post.id, wire.dumps(wire.post_json(post)), millis(post), _flag(post.pinned)]
+        created = bool(await self._run("create_blog", blog.id, args))
+        await self._index(blog.id)
+        return created
+
+    async def _index(self, blog_id: str) -> None:
+        # Outside the script: the index spans blogs, hence hash slots.
+        try:
+            await self._redis.sadd(BLOGS, blog_id)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
+    @staticmethod
+    def _blog_args(blog: Blog, epoch: str) -> list[Any]:
+        return [_static_fields(blog), blog.status, format_time(blog.updated_at), _ms(blog.updated_at), epoch]
+
+    async def update_blog(self, blog_id: str, changes: Mapping[str, Any], now: datetime) -> Committed[Blog]:
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get_blog(blog_id)
+            updated = current.model_copy(update={**changes, "updated_at": now})
+            prefix = wire.dumps({**wire.blog_json(updated), "updated_at": None})
+            prefix = prefix[: prefix.rindex(b',"updated_at"')]
+            reply = await self._run("update_blog", blog_id, [
+                _static_fields(current), current.status, _static_fields(updated), updated.status,
+                format_time(now), _ms(now), self._history, channel(blog_id), wire.dumps(blog_id), prefix])
+            status = reply[0]
+            if status == b"ok":
+                seq, epoch, count = int(reply[1]), reply[2].decode(), int(reply[3])
+                return Committed(updated.model_copy(update={"seq": seq, "epoch": epoch, "post_count": count}), seq)
+            self._refuse(status, blog_id, "")
+        raise EngineUnavailable("the blog kept changing under this edit; retry")
+
+    async def get_blog(self, blog_id: str) -> Blog:
+        try:
+            meta = await self._redis.hgetall(_keys(blog_id)[0])
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        if not meta:
+            raise BlogNotFound(blog_id)
+        return _blog_from_meta(meta)
+
+    async def list_blogs(self) -> list[Blog]:
+        try:
+            members: set[bytes] = await self._redis.smembers(BLOGS)  # type: ignore[assignment]
+            ids = sorted(member.decode() for member in members)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for blog_id in ids:
+                    pipe.hgetall(_keys(blog_id)[0])
+                metas = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        return [_blog_from_meta(meta) for meta in metas if meta]
+
+    # posts
+
+    async def create_post(self, blog_id: str, post: Post, idempotency: Idempotency | None) -> Committed[Post]:
+        post_json = wire.dumps(wire.post_json(post))
+        key = f"lp:{{{blog_id}}}:idem:{idempotency.key}" if idempotency else f"lp:{{{blog_id}}}:idem:-"
+        reply = await self._run("create_post", blog_id, [
+            post.id, post_json, millis(post), _flag(post.pinned), format_time(post.updated_at), _ms(post.updated_at),
+            idempotency.fingerprint if idempotency else "", idempotency.ttl if idempotency else 0,
+            self._history, channel(blog_id), wire.dumps(blog_id)], extra_keys=[key])
+        status = reply[0]
+        if status == b"ok":
+            return Committed(post, int(reply[1]))
+        if status == b"replayed":
+            return Committed(Post.model_validate_json(reply[2]), int(reply[1]), replayed=True)
+        self._refuse(status, blog_id, post.id)
+        raise AssertionError("unreachable")
+
+    async def update_post(self, blog_id: str, post_id: str, changes: Mapping[str, Any],
+                          if_match: int | None, now: datetime) -> Committed[Post]:
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get_post(blog_id, post_id)
+            if if_match is not None and if_match != current.version:
+                raise StaleVersion(current.version)
+            post = current.model_copy(update={**changes, "updated_at": now, "version": current.version + 1})
+            reply = await self._run("update_post", blog_id, [
+                post_id, current.version, "" if if_match is None else if_match, wire.dumps(wire.post_json(post)),
+                millis(post), _flag(post.pinned), format_time(now), _ms(now), self._history, channel(blog_id),
+                wire.dumps(blog_id)])
+            if reply[0] == b"ok":
+                return Committed(post, int(reply[1]))
+            if reply[0] != b"retry":
+                self._refuse(reply[0], blog_id, post_id, reply)
+        raise EngineUnavailable("the post kept changing under this edit; retry")
+
+    async def delete_post(self, blog_id: str, post_id: str, if_match: int | None, now: datetime) -> Committed[str]:
+        reply = await self._run("delete_post", blog_id, [
+            post_id, "" if if_match is None else if_match, format_time(now), _ms(now), self._history,
+            channel(blog_id), wire.dumps(blog_id)])
+        if reply[0] == b"ok":
+            return Committed(post_id, int(reply[1]))
+        self._refuse(reply[0], blog_id, post_id, reply)
+        raise AssertionError("unreachable")
+
+    async def get_post(self, blog_id: str, post_id: str) -> Post:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.exists(_keys(blog_id)[0])
+                pipe.hget(_keys(blog_id)[1], post_id)
+                exists, raw = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        if not exists:
+            raise BlogNotFound(blog_id)
+        if raw is None:
+            raise PostNotFound(post_id)
+        return Post.model_validate_json(raw)
+
+    async def list_posts(self, blog_id: str, limit: int, order: Order, before: Position | None) -> Page:
+        return (await self._page(blog_id, limit, order, before)).page
+
+    async def snapshot(self, blog_id: str, limit: int) -> Snapshot:
+        return await self._page(blog_id, limit, "newest", None)
+
+    async def _page(self, blog_id: str, limit: int, order: Order, before: Position | None) -> Snapshot:
+        section, ms, post_id = before if before is not None else (-1, 0, "")
+        reply = await self._run("page", blog_id, [order, limit, section, ms, post_id])
+        if reply[0] == b"unknown_blog":
+            raise BlogNotFound(blog_id)
+        posts = [Post.model_validate_json(raw) for raw in reply[2:] if raw is not None]
+        return Snapshot(_blog_from_meta(reply[0]), page_of(posts, bool(reply[1])))
+
+    # events
+
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
+        reply = await self._run("events_since", blog_id, [seq, epoch or ""])
+        if reply[0] == b"unknown_blog":
+            raise BlogNotFound(blog_id)
+        if reply[0] != b"ok":
+            return None
+        current = reply[1].decode()
+        return [Frame(blog_id, seq + index, data, current) for index, data in enumerate(reply[3:], start=1)]
+
+    async def watch(self, blog_id: str) -> None:
+        """Nothing to do per blog: the pattern subscription already carries every blog."""
+
+    async def unwatch(self, blog_id: str) -> None:
+        return None
+
+    # pub/sub
+
+    async def _listen(self) -> None:
+        """Receive published events forever; reconnect with backoff; report each reconnection once."""
+        delay, failing = 0.1, False
+        while True:
+            pubsub = _ResyncingPubSub(self._redis.connection_pool, on_connected=self._connected,
+                                      ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(PATTERN)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if failing:
+                        log.warning("redis pub/sub is back (%s)", self._url_for_logs())
+                        failing, delay = False, 0.1
+                    if message is not None and message["type"] == "pmessage":
+                        self._on_message(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.error("redis pub/sub lost (%s): %s; reconnecting", self._url_for_logs(), exc)
+                    failing = True
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _connected(self) -> None:
+        if self._connected_once:
+            self.reconnects += 1
+            if self._resync is not None:
+                asyncio.get_running_loop().call_soon(self._resync)
+        self._connected_once = True
+
+    def _on_message(self, channel_name: bytes, data: bytes) -> None:
+        # channel: lp:{<blog>}:live; data: "<epoch> <seq> <event json>"
+        epoch, seq, event = data.split(b" ", 2)
+        if self._deliver is not None:
+            self._deliver(Frame(channel_name[4:-6].decode(), int(seq), event, epoch.decode()))
+
+    def _url_for_logs(self) -> str:
+        return self._url.split("@")[-1]
+
+    @staticmethod
+    def _refuse(status: bytes, blog_id: str, post_id: str, reply: Sequence[Any] = ()) -> None:
+        if status == b"unknown_blog":
+            raise BlogNotFound(blog_id)
+        if status == b"unknown_post":
+            raise PostNotFound(post_id)
+        if status == b"ended":
+            raise BlogEnded(blog_id)
+        if status == b"id_taken":
+            raise PostIdTaken(post_id)
+        if status == b"idempotency_mismatch":
+            raise IdempotencyMismatch(post_id)
+        if status == b"stale":
+            raise StaleVersion(int(reply[1]))
+        if status == b"retry":
+            return
+        raise RuntimeError(f"unexpected reply from a Lua script: {status!r}")
+
+
+def _static_fields(blog: Blog) -> bytes:
+    data = wire.blog_json(blog)
+    return wire.dumps({name: data[name] for name in _STATIC_FIELDS})
+
+
+_: type[Engine] = RedisEngine

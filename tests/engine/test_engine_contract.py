@@ -1,0 +1,199 @@
+"""The engine contract, run against every engine: sequencing, history, idempotency, versions.
+
+These talk to the engine directly (no HTTP), so they pin down what the API and streams rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from server.app import make_engine
+from server.engine import (
+    BlogEnded,
+    BlogExists,
+    BlogNotFound,
+    Engine,
+    Idempotency,
+    IdempotencyMismatch,
+    PostIdTaken,
+    PostNotFound,
+    StaleVersion,
+)
+from server.model import Blog, Post
+from server.wire import Frame
+from tests.conftest import RedisProcess, make_settings
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class Sink:
+    """Collects delivered events; `wait_for(n)` awaits the n-th without sleeping blindly."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.resyncs = 0
+        self._changed = asyncio.Event()
+
+    def deliver(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        self._changed.set()
+
+    def resync(self) -> None:
+        self.resyncs += 1
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Frame]:
+        async with asyncio.timeout(timeout):
+            while len(self.frames) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.frames
+
+
+@pytest.fixture
+async def engine(engine_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Engine, Sink]]:
+    redis: RedisProcess | None = request.getfixturevalue("redis_process") if engine_kind == "redis" else None
+    if redis is not None:
+        redis.flush()
+    engine = make_engine(make_settings(engine_kind, redis, history_size=1000))
+    sink = Sink()
+    await engine.start(sink.deliver, sink.resync)
+    try:
+        yield engine, sink
+    finally:
+        await engine.close()
+
+
+def blog(blog_id: str = "b1") -> Blog:
+    return Blog(id=blog_id, title="Blog", created_at=T0, updated_at=T0)
+
+
+def post(post_id: str, minutes: int = 0, **fields: object) -> Post:
+    at = T0 + timedelta(minutes=minutes)
+    return Post.model_validate({"id": post_id, "headline": post_id, "published_at": at, "updated_at": at, **fields})
+
+
+async def test_a_new_blog_starts_at_seq_zero_with_an_epoch(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    created = await eng.create_blog(blog())
+    assert (created.seq, created.post_count) == (0, 0) and created.epoch
+    assert await eng.get_blog("b1") == created
+    assert [b.id for b in await eng.list_blogs()] == ["b1"]
+    with pytest.raises(BlogExists):
+        await eng.create_blog(blog())
+    with pytest.raises(BlogNotFound):
+        await eng.get_blog("b2")
+
+
+async def test_every_write_takes_the_next_seq_and_is_delivered(engine: tuple[Engine, Sink]) -> None:
+    eng, sink = engine
+    await eng.create_blog(blog())
+    await eng.watch("b1")
+    assert (await eng.create_post("b1", post("p1"), None)).seq == 1
+    assert (await eng.update_post("b1", "p1", {"headline": "edited"}, None, T0)).seq == 2
+    assert (await eng.delete_post("b1", "p1", None, T0)).seq == 3
+    assert (await eng.update_blog("b1", {"status": "ended"}, T0)).seq == 4
+    frames = await sink.wait_for(4)
+    events = [orjson.loads(f.data) for f in frames]
+    assert [(e["type"], e["seq"]) for e in events] == [("post.created", 1), ("post.updated", 2),
+                                                      ("post.deleted", 3), ("blog.updated", 4)]
+    assert [e["post_count"] for e in events] == [1, 1, 0, 0]
+    assert events[1]["post"]["version"] == 2 and events[2]["post_id"] == "p1"
+    assert events[3]["blog"]["status"] == "ended" and events[3]["blog"]["seq"] == 4
+    epoch = (await eng.get_blog("b1")).epoch
+    assert all(f.blog == "b1" and f.epoch == epoch for f in frames)
+
+
+async def test_concurrent_writes_get_distinct_gapless_seqs(engine: tuple[Engine, Sink]) -> None:
+    eng, sink = engine
+    await eng.create_blog(blog())
+    await eng.watch("b1")
+    results = await asyncio.gather(*(eng.create_post("b1", post(f"p{i}", i), None) for i in range(40)))
+    assert sorted(r.seq for r in results) == list(range(1, 41))
+    frames = await sink.wait_for(40)
+    assert [f.seq for f in frames] == list(range(1, 41))
+    assert (await eng.get_blog("b1")).post_count == 40
+
+
+async def test_history_replays_and_is_bounded(engine: tuple[Engine, Sink]) -> None:
+    """At least the last 1000 events replay exactly; older positions are refused, never partly replayed."""
+    eng, _ = engine
+    created = await eng.create_blog(blog())
+    for i in range(1300):
+        await eng.create_post("b1", post(f"p{i}", i), None)
+    replay = await eng.events_since("b1", 1295)
+    assert replay is not None and [f.seq for f in replay] == [1296, 1297, 1298, 1299, 1300]
+    assert orjson.loads(replay[0].data)["post"]["id"] == "p1295"
+    assert await eng.events_since("b1", 1300) == []
+    kept = await eng.events_since("b1", 300)
+    assert kept is not None and [f.seq for f in kept] == list(range(301, 1301))
+    assert await eng.events_since("b1", 0) is None
+    assert await eng.events_since("b1", 2000) is None
+    assert await eng.events_since("b1", 1295, epoch="another") is None
+    again = await eng.events_since("b1", 1295, epoch=created.epoch)
+    assert again is not None and [f.data for f in again] == [f.data for f in replay]
+
+
+async def test_idempotency_replays_the_first_result(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    await eng.create_blog(blog())
+    key = Idempotency("k1", "fingerprint-a", 60)
+    first = await eng.create_post("b1", post("p1"), key)
+    again = await eng.create_post("b1", post("p2"), key)
+    assert (again.value, again.seq, again.replayed) == (first.value, first.seq, True)
+    assert (await eng.get_blog("b1")).post_count == 1
+    with pytest.raises(IdempotencyMismatch):
+        await eng.create_post("b1", post("p3"), Idempotency("k1", "fingerprint-b", 60))
+
+
+async def test_versions_guard_edits_and_deletes(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    await eng.create_blog(blog())
+    await eng.create_post("b1", post("p1"), None)
+    edited = await eng.update_post("b1", "p1", {"pinned": True}, 1, T0 + timedelta(hours=1))
+    assert edited.value.version == 2 and edited.value.pinned and edited.value.updated_at == T0 + timedelta(hours=1)
+    with pytest.raises(StaleVersion) as stale:
+        await eng.update_post("b1", "p1", {"pinned": False}, 1, T0)
+    assert stale.value.current == 2
+    with pytest.raises(StaleVersion):
+        await eng.delete_post("b1", "p1", 1, T0)
+    assert (await eng.get_blog("b1")).seq == 2
+    with pytest.raises(PostNotFound):
+        await eng.update_post("b1", "nope", {"pinned": True}, None, T0)
+
+
+async def test_ended_blogs_and_taken_ids_refuse_posts(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    await eng.create_blog(blog())
+    await eng.create_post("b1", post("p1"), None)
+    with pytest.raises(PostIdTaken):
+        await eng.create_post("b1", post("p1"), None)
+    await eng.update_blog("b1", {"status": "ended"}, T0)
+    with pytest.raises(BlogEnded):
+        await eng.create_post("b1", post("p2"), None)
+    assert (await eng.get_blog("b1")).seq == 2
+
+
+async def test_snapshot_and_pages_agree(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    await eng.create_blog(blog())
+    for i in range(25):
+        await eng.create_post("b1", post(f"p{i:02d}", i, pinned=i == 5), None)
+    snap = await eng.snapshot("b1", 20)
+    assert snap.blog.seq == 25 and len(snap.page.posts) == 20 and snap.page.has_more
+    assert snap.page.posts[0].id == "p05" and snap.page.posts[1].id == "p24"
+    page = await eng.list_posts("b1", 20, "newest", None)
+    assert page.posts == snap.page.posts
+
+
+async def test_import_loads_a_whole_blog_once(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    assert await eng.import_blog(blog(), [post("p1"), post("p2", 1)])
+    assert not await eng.import_blog(blog(), [])
+    loaded = await eng.get_blog("b1")
+    assert (loaded.post_count, loaded.seq, loaded.updated_at) == (2, 0, T0)
+    assert (await eng.get_post("b1", "p2")).headline == "p2"
