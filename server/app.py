@@ -5,6 +5,7 @@ Only this module chooses an engine. Everything else receives its collaborators.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,9 +69,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
                        newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds), pages=PageRenderer(),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience))
-        await engine.start(relay.deliver, relay.resync)
-        if settings.demo and await load_demo(engine):
-            log.info("demo blog loaded")
+        reloads: set[asyncio.Task[None]] = set()
+
+        def resync() -> None:
+            relay.resync()
+            if settings.demo:  # storage may have come back empty
+                task = asyncio.ensure_future(_load_demo(engine))
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+        await engine.start(relay.deliver, resync)
+        if settings.demo:
+            await _load_demo(engine)
         try:
             yield {"services": svc}
         finally:
@@ -104,6 +114,14 @@ def _read_cors(settings: Settings) -> Middleware:
         origins, pattern = [], r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?"
     return Middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=pattern, allow_methods=["GET"],
                       expose_headers=["ETag"], max_age=600)
+
+
+async def _load_demo(engine: Engine) -> None:
+    try:
+        if await load_demo(engine):
+            log.info("demo blog loaded")
+    except EngineError as exc:
+        log.warning("demo blog not loaded: %s", exc)
 
 
 def app_from_env() -> Starlette:

@@ -327,3 +327,4 @@ class Problem(BaseModel):
 class Health(BaseModel):
     status: str
     engine: str
+    process: int | None = Field(default=None, description="the answering process's pid (healthz only)")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.engine import BlogNotFound, Engine
-from server.hub import CLOSE_TRY_LATER, CLOSE_UNKNOWN_BLOG, Hub
+from server.hub import CLOSE_TRY_LATER, Hub
 from server.wire import Frame
 
 log = logging.getLogger("livepush.relay")
@@ -189,8 +189,13 @@ class Relay:
         if self._channels.get(blog_id) is channel:
             del self._channels[blog_id]
         channel.error = error
+        first_sync = not channel.synced.is_set()
         channel.synced.set()
-        self._hub.close_blog(blog_id, CLOSE_UNKNOWN_BLOG, "unknown blog")
+        if not first_sync:
+            # The blog existed and is gone from storage (e.g. Redis came back empty): readers come back
+            # later and get a fresh start (or 4404 if it stays gone).
+            closed = self._hub.close_blog(blog_id, CLOSE_TRY_LATER, "blog no longer in storage; reconnect later")
+            log.warning("blog %s vanished from storage; %d readers told to reconnect", blog_id, closed)
 
     async def _expire(self, blog_id: str, channel: _Channel) -> None:
         await asyncio.sleep(self._linger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -275,7 +276,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok", "engine": services(request).engine.name})
+    return json_response({"status": "ok", "engine": services(request).engine.name, "process": os.getpid()})
 
 
 async def readyz(request: Request) -> Response:

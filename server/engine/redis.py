@@ -89,7 +89,7 @@ def _flag(value: bool) -> str:
 
 
 class _ResyncingPubSub(PubSub):
-    """A PubSub that reports every (re)connection: messages published meanwhile are lost."""
+    """A PubSub that reports each reconnection of its connection: messages published meanwhile are lost."""
 
     def __init__(self, *args: Any, on_connected: Resync, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -314,6 +314,7 @@ class RedisEngine:
                                       ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(PATTERN)
+                self._connected()  # a fresh PubSub's connect hook only covers its later reconnects
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if failing:
