@@ -1,0 +1,153 @@
+"""Publish-to-receive latency for one reader, on each engine, in one run (loopback only).
+
+    .venv/bin/python -m bench.latency [--posts 300]
+
+For each engine a `livepush serve` node runs in its own process (Redis ones against a private
+redis-server on a free port, with the persistence named). One WebSocket reader is connected;
+posts are published one at a time and the time from sending the POST to the reader receiving
+the event is recorded. For Redis it also counts the commands Redis executed per publish
+(INFO commandstats, scripts' inner commands included) and the round trips (EVALSHA calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-admin-token-0123456789"
+BODY = "<p>" + "Ukraine has remained silent, as it is customary, and has not yet commented. " * 8 + "</p>"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    async with httpx.AsyncClient(timeout=1) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("the server exited during start")
+            try:
+                if (await client.get(url + "/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the server did not get ready")
+
+
+@asynccontextmanager
+async def redis_server(*args: str) -> AsyncIterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="livepush-bench-") as data:
+        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data, "--save", "",
+                                    *args], stdout=subprocess.DEVNULL)
+        try:
+            client = redis.Redis(port=port)
+            for _ in range(200):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    await asyncio.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@asynccontextmanager
+async def node(redis_url: str | None) -> AsyncIterator[str]:
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", ""), "LIVEPUSH_ADMIN_TOKEN": TOKEN, "LIVEPUSH_DEMO": "0",
+           "LIVEPUSH_LOG_LEVEL": "warning", **({"REDIS_URL": redis_url} if redis_url else {})}
+    process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(base, process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def measure(base: str, posts: int) -> list[float]:
+    """Milliseconds from sending each POST to the reader holding its event."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        await client.post("/api/blogs", json={"id": "bench", "title": "Latency"}, headers=auth)
+        ws_url = base.replace("http://", "ws://") + "/ws/blogs/bench"
+        async with connect(ws_url, compression=None, max_queue=None) as reader:
+            await reader.recv()  # snapshot
+            for i in range(posts + 20):
+                started = time.perf_counter()
+                response = await client.post("/api/blogs/bench/posts", json={"headline": f"Post {i}", "body": BODY},
+                                             headers=auth)
+                assert response.status_code == 201, response.text
+                seq = response.json()["seq"]
+                while orjson.loads(await reader.recv()).get("seq") != seq:
+                    pass
+                if i >= 20:  # the first ones warm up connections and caches
+                    latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def redis_counts(url: str) -> dict[str, int]:
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def summary(latencies: list[float]) -> str:
+    q = statistics.quantiles(latencies, n=100)
+    return f"p50 {q[49]:6.2f} ms   p90 {q[89]:6.2f} ms   p99 {q[98]:6.2f} ms   max {max(latencies):6.2f} ms"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=300)
+    args = parser.parse_args()
+    print(f"publish-to-receive, 1 reader, {args.posts} posts of ~{len(BODY)} B, one at a time (loopback)")
+    async with node(None) as base:
+        print(f"  memory                 {summary(await measure(base, args.posts))}")
+    for label, redis_args in [("redis (no persistence)", ("--appendonly", "no")),
+                              ("redis (AOF everysec)  ", ("--appendonly", "yes", "--appendfsync", "everysec")),
+                              ("redis (AOF always)    ", ("--appendonly", "yes", "--appendfsync", "always"))]:
+        async with redis_server(*redis_args) as url, node(url) as base:
+            redis.Redis.from_url(url).config_resetstat()
+            latencies = await measure(base, args.posts)
+            counts = redis_counts(url)
+            total = args.posts + 20
+            inner = sum(v for k, v in counts.items() if k not in ("evalsha", "eval", "ping", "info", "config|resetstat",
+                                                                   "hgetall", "psubscribe", "client|setinfo"))
+            print(f"  {label} {summary(latencies)}   "
+                  f"{counts.get('evalsha', 0) / total:.1f} round trip, {inner / total:.1f} commands in Redis per publish")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
