@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings
+from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings, wait_until
 from tests.faults.conftest import Node, Scorer, private_redis
 
 pytestmark = pytest.mark.redis
@@ -175,3 +175,37 @@ async def test_workers_share_one_redis(nodes: list[Node], log_dir: Path) -> None
         for reader in readers:
             await reader.stop()
             assert reader.seqs == list(range(1, 11)) and not reader.gaps and not reader.duplicates
+
+
+async def test_a_killed_subscription_is_healed_from_history() -> None:
+    """Redis drops the node's pub/sub connection (CLIENT KILL TYPE pubsub) while posts keep coming:
+    pub/sub loses those messages silently; the node reconnects, reads them from history, and readers
+    see every seq once."""
+    import redis as redis_client
+
+    with private_redis("--appendonly", "no") as redis:
+        server = LiveServer(make_settings("redis", redis))
+        await server.start()
+        try:
+            await server.create_blog("b1")
+            readers = [Scorer([server.ws_base], "b1") for _ in range(3)]
+            for reader in readers:
+                reader.start()
+            await asyncio.gather(*(reader.wait_connected() for reader in readers))
+            admin = redis_client.Redis(port=redis.port)
+            async with httpx.AsyncClient(timeout=10) as client:
+                for i in range(30):
+                    assert (await publish(client, server.base, "b1", f"p{i}")).status_code == 201
+                    if i in (5, 15):
+                        await wait_until(lambda: bool(admin.client_list(_type="pubsub")), 10, "a subscription")
+                        assert admin.client_kill_filter(_type="pubsub") >= 1
+            await asyncio.gather(*(reader.wait_for_seq(30) for reader in readers))
+            for reader in readers:
+                await reader.stop()
+                assert reader.seqs == list(range(1, 31)) and not reader.gaps and not reader.duplicates
+            admin.close()
+            metrics = (await server.http.get("/metrics")).text
+            repaired = [line for line in metrics.splitlines() if line.startswith("livepush_gaps_repaired_total ")]
+            assert float(repaired[0].split()[1]) >= 1  # the events pub/sub dropped came from history
+        finally:
+            await server.stop()
