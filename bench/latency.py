@@ -145,8 +145,8 @@ async def main() -> None:
             total = args.posts + 20
             inner = sum(v for k, v in counts.items() if k not in ("evalsha", "eval", "ping", "info", "config|resetstat",
                                                                    "hgetall", "psubscribe", "client|setinfo"))
-            print(f"  {label} {summary(latencies)}   "
-                  f"{counts.get('evalsha', 0) / total:.1f} round trip, {inner / total:.1f} commands in Redis per publish")
+            trips, commands = counts.get("evalsha", 0) / total, inner / total
+            print(f"  {label} {summary(latencies)}   {trips:.1f} round trip, {commands:.1f} commands in Redis per publish")
 
 
 if __name__ == "__main__":
