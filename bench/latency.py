@@ -146,7 +146,7 @@ async def main() -> None:
             inner = sum(v for k, v in counts.items() if k not in ("evalsha", "eval", "ping", "info", "config|resetstat",
                                                                    "hgetall", "psubscribe", "client|setinfo"))
             trips, commands = counts.get("evalsha", 0) / total, inner / total
-            print(f"  {label} {summary(latencies)}   {trips:.1f} round trip, {commands:.1f} commands in Redis per publish")
+            print(f"  {label} {summary(latencies)}   {trips:.1f} round trip, {commands:.1f} Redis commands per publish")
 
 
 if __name__ == "__main__":
