@@ -18,6 +18,7 @@ import uvicorn
 from server.auth import mint_token, parse_ttl
 from server.demo import DEMO_BLOG_ID
 from server.settings import Settings, SettingsError
+from server.streams.direct import DirectWebSocketProtocol
 
 WS_MAX_MESSAGE = 64 * 1024
 
@@ -79,7 +80,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     print(f"  admin token   {settings.admin_token}  ({origin})", flush=True)
     uvicorn.run(
         "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-        loop="auto", http="auto", ws="websockets-sansio", ws_per_message_deflate=False,
+        loop="auto", http="auto", ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
         ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
     )
     return 0

@@ -37,6 +37,7 @@ class Settings:
     ping_interval: float = 25.0
     reader_buffer_bytes: int = 1024 * 1024
     idempotency_ttl: int = 24 * 3600
+    direct_write: bool = True
     log_level: str = "info"
 
     @classmethod
@@ -78,6 +79,7 @@ class Settings:
             ping_interval=reader.number("LIVEPUSH_PING_INTERVAL", 25.0, low=0.05, high=3600.0),
             reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1 << 20, low=16 * 1024, high=1 << 30),
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),
+            direct_write=reader.flag("LIVEPUSH_DIRECT_WRITE", default=True),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
         )
         if settings.log_level not in ("critical", "error", "warning", "info", "debug"):

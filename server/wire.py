@@ -1,8 +1,9 @@
 """The only place events and stream messages are encoded (orjson), once per process.
 
 A `Frame` is one encoded message. The same Frame object is handed to every reader of a
-blog: its WebSocket text and its SSE form are each computed once, on first use, and then
-shared, so fan-out cost per reader never includes serialization.
+blog: its WebSocket text, its complete WebSocket frame (header included, for the direct write
+path) and its SSE form are each computed once, on first use, and then shared, so fan-out cost
+per reader never includes serialization or framing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 from server.model import Blog, Post, format_time
 
@@ -19,7 +22,7 @@ from server.model import Blog, Post, format_time
 class Frame:
     """One encoded message: `data` is its JSON; `text` and `sse` are derived once, lazily."""
 
-    __slots__ = ("_sse", "_text", "blog", "data", "epoch", "seq")
+    __slots__ = ("_sse", "_text", "_ws", "blog", "data", "epoch", "seq")
 
     def __init__(self, blog: str, seq: int, data: bytes, epoch: str = "") -> None:
         self.blog = blog
@@ -28,6 +31,7 @@ class Frame:
         self.epoch = epoch
         self._text: str | None = None
         self._sse: bytes | None = None
+        self._ws: bytes | None = None
 
     @property
     def text(self) -> str:
@@ -35,6 +39,14 @@ class Frame:
         if self._text is None:
             self._text = self.data.decode()
         return self._text
+
+    @property
+    def ws(self) -> bytes:
+        """The message as one unmasked WebSocket text frame, ready for a server's socket."""
+        if self._ws is None:
+            # Identical for every reader because permessage-deflate is off (see server.cli).
+            self._ws = WsFrame(Opcode.TEXT, self.data).serialize(mask=False)
+        return self._ws
 
     @property
     def sse(self) -> bytes:

@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from server.app import create_app
 from server.settings import Settings
+from server.streams.direct import DirectWebSocketProtocol
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789-0123456789-abcdef"
@@ -118,7 +119,7 @@ class LiveServer:
         self.settings = settings
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                ws="websockets-sansio", ws_per_message_deflate=False, ws_max_size=64 * 1024)
+                                ws=DirectWebSocketProtocol, ws_per_message_deflate=False, ws_max_size=64 * 1024)
         self.server = uvicorn.Server(config)
         self.port = 0
         self._task: asyncio.Task[None] | None = None

@@ -1,5 +1,9 @@
 """`GET /ws/blogs/{blog}`: one reader's WebSocket.
 
+Two ways to send, one protocol: on the direct path (server.streams.direct) the hub writes
+pre-framed events to the socket itself and this handler only reads and pings; on the standard
+ASGI path a writer loop (`_pump`) drains the reader's queue with `send()`.
+
 The handler is push-only, but it keeps reading: uvicorn stops reading a socket (pongs
 included) until the app calls receive(), so a silent receive loop is what keeps the
 connection alive. Whatever a reader sends is discarded; binary frames close with 1003 and a
@@ -12,11 +16,13 @@ import asyncio
 import logging
 import time
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server.engine import BlogNotFound
 from server.hub import CLOSE_POLICY, CLOSE_UNKNOWN_BLOG, Reader
 from server.services import services
+from server.streams.direct import EXTENSION, DirectReader, DirectSocket
 from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
 from server.wire import PING
 
@@ -37,13 +43,21 @@ async def websocket_stream(websocket: WebSocket) -> None:
     except BadStreamRequest as exc:
         await websocket.close(CLOSE_POLICY, str(exc))
         return
-    reader = Reader(svc.settings.reader_buffer_bytes)
+    direct: DirectSocket | None = websocket.scope.get("extensions", {}).get(EXTENSION)
+    limit = svc.settings.reader_buffer_bytes
+    reader = DirectReader(direct, limit) if direct is not None and svc.settings.direct_write else Reader(limit)
     try:
         attached = await svc.feeds.open(reader, request.blog_id, request.since, request.epoch)
     except BlogNotFound:
         await websocket.close(CLOSE_UNKNOWN_BLOG, "unknown blog")
         return
     svc.metrics.streams.labels("websocket", "snapshot" if attached.snapshot else "resume").inc()
+    if isinstance(reader, DirectReader):
+        try:
+            await _read_and_ping(websocket, reader, svc.settings.ping_interval)
+        finally:
+            svc.feeds.close(reader, request.blog_id)
+        return
     listening = asyncio.ensure_future(_discard_input(websocket, reader))
     try:
         await _pump(websocket, reader, svc.settings.ping_interval)
@@ -71,21 +85,57 @@ async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float) -> N
             await websocket.send_text(frame.text)
 
 
+async def _read_and_ping(websocket: WebSocket, reader: DirectReader, ping_interval: float) -> None:
+    """The direct path's only loop: read (and drop) input; ping after *ping_interval* of quiet.
+
+    Quiet is checked every half interval, so a ping follows 1 to 1.5 intervals of silence
+    (under the widget's 45 s dead-connection limit with the default 25 s).
+    """
+    guard = _InputGuard(reader)
+    while not reader.closed:
+        try:
+            async with asyncio.timeout(ping_interval / 2):
+                message = await websocket.receive()
+        except TimeoutError:
+            reader.idle_checks = reader.idle_checks + 1 if reader.quiet else 0
+            reader.quiet = True
+            if reader.idle_checks >= 2:
+                reader.write_now(PING)
+                reader.idle_checks = 0
+            continue
+        if not guard.accept(message):
+            return
+
+
 async def _discard_input(websocket: WebSocket, reader: Reader) -> None:
-    """Read and drop what the reader sends; close 1003 on binary, 1008 on a flood; end on disconnect."""
-    window_start, count = time.monotonic(), 0
-    while True:
-        message = await websocket.receive()
+    """Read and drop what the reader sends until it leaves or misbehaves."""
+    guard = _InputGuard(reader)
+    while guard.accept(await websocket.receive()):
+        pass
+
+
+class _InputGuard:
+    """Judges what a reader sends: text is dropped, binary closes 1003, a flood closes 1008."""
+
+    __slots__ = ("_count", "_reader", "_window_start")
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+        self._window_start, self._count = time.monotonic(), 0
+
+    def accept(self, message: Message) -> bool:
+        """False when the connection is over (the reader left, or was closed here)."""
         if message["type"] == "websocket.disconnect":
-            reader.close(1000, "reader left")
-            return
+            self._reader.close(1000, "reader left")
+            return False
         if message.get("bytes") is not None:
-            reader.close(CLOSE_UNSUPPORTED_DATA, "this stream takes no binary messages")
-            return
-        count += 1
+            self._reader.close(CLOSE_UNSUPPORTED_DATA, "this stream takes no binary messages")
+            return False
+        self._count += 1
         now = time.monotonic()
-        if now - window_start > 60:
-            window_start, count = now, 1
-        if count > MAX_MESSAGES_PER_MINUTE:
-            reader.close(CLOSE_POLICY, "too many messages")
-            return
+        if now - self._window_start > 60:
+            self._window_start, self._count = now, 1
+        if self._count > MAX_MESSAGES_PER_MINUTE:
+            self._reader.close(CLOSE_POLICY, "too many messages")
+            return False
+        return True

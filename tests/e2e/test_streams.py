@@ -14,6 +14,12 @@ from websockets.asyncio.client import connect
 from tests.conftest import LiveServer, ServerFactory
 
 
+@pytest.fixture(params=["direct", "asgi"])
+async def server(start_server: ServerFactory, request: pytest.FixtureRequest) -> LiveServer:
+    """Every stream test runs on both write paths: direct (pre-framed bytes) and standard ASGI send."""
+    return await start_server(direct_write=request.param == "direct")
+
+
 async def test_a_new_reader_starts_from_a_snapshot(server: LiveServer, blog: dict[str, Any]) -> None:
     """The first message is a snapshot of the blog, its newest posts, seq and epoch."""
     first = await server.publish(headline="First")

@@ -1,0 +1,125 @@
+"""The direct write path: a reader's frames go straight to its socket, framed once per event.
+
+On the standard ASGI path, every message to every reader costs a task wake-up and an awaited
+`send()` that encodes and frames the text again. A broadcast sends the same bytes to every
+reader, so livepush frames each event once (`Frame.ws`) and, when the server offers it, writes
+that frame to each reader's transport inside the broadcast loop: one C-level write per reader,
+no await, no task.
+
+`DirectWebSocketProtocol` is uvicorn's websockets-sansio protocol plus the ASGI scope extension
+`livepush.direct`, which carries a `DirectSocket` for the connection. `livepush serve` installs
+it; streams fall back to the standard ASGI path when the extension is missing (another server,
+another `--ws`) or `LIVEPUSH_DIRECT_WRITE=0`. Bytes written this way never go through the
+websockets state machine, which is sound for server-to-client data frames (unmasked, no
+fragments, no compression: permessage-deflate is off); pings, pongs and closes still do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+from server.hub import CLOSE_TRY_LATER, Reader
+from server.wire import Frame
+
+EXTENSION = "livepush.direct"
+
+
+class DirectSocket:
+    """Write to and close one accepted WebSocket connection without going through ASGI `send`."""
+
+    __slots__ = ("_protocol", "buffered", "write")
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+        transport: Any = protocol.transport
+        self.write: Callable[[bytes], None] = transport.write
+        self.buffered: Callable[[], int] = transport.get_write_buffer_size
+
+    def close(self, code: int, reason: str, *, abort: bool = False) -> None:
+        """Send a close frame now, without waiting for the peer to drain its buffer.
+
+        *abort* drops the connection at once: for a peer that stopped reading, whose buffer
+        would never drain (uvicorn alone never evicts such a peer).
+        """
+        protocol: Any = self._protocol
+        transport = protocol.transport
+        if protocol.close_sent or transport.is_closing():
+            return
+        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        protocol.conn.send_close(code, reason)
+        transport.write(b"".join(protocol.conn.data_to_send()))
+        protocol.close_sent = True
+        if abort:
+            transport.abort()
+            return
+        if protocol.read_paused:
+            protocol.read_paused = False
+            transport.resume_reading()
+        protocol.close_timer = protocol.loop.call_later(protocol.close_timeout, transport.close)
+
+
+class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's default WebSocket protocol, offering `livepush.direct` in the ASGI scope."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope: Any = getattr(self, "scope", None)
+        if scope is not None:  # None when the handshake was refused before a scope existed
+            scope["extensions"][EXTENSION] = DirectSocket(self)
+
+
+class DirectReader(Reader):
+    """A Reader whose frames are written to the socket inside `offer()`; no queue, no writer task.
+
+    Its bound is the transport's own write buffer: past `limit_bytes` unsent, the reader is
+    closed with 1013 and the connection aborted.
+    """
+
+    __slots__ = ("_socket", "idle_checks", "quiet")
+
+    def __init__(self, socket: DirectSocket, limit_bytes: int) -> None:
+        super().__init__(limit_bytes)
+        self._socket = socket
+        self.quiet = True
+        self.idle_checks = 0
+
+    def offer(self, frame: Frame) -> bool:
+        if self.close_code is not None:
+            return False
+        if self._parked is not None:
+            return super().offer(frame)
+        socket = self._socket
+        try:
+            if socket.buffered() > self._limit:
+                self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+                return False
+            socket.write(frame.ws)
+        except (RuntimeError, OSError):  # the transport went away under us: the endpoint cleans up
+            self.close_code = 1006
+            return False
+        self.quiet = False
+        return True
+
+    def start(self, first: Iterable[Frame], after: int) -> bool:
+        if not super().start(first, after):
+            return False
+        for frame in self.take():
+            self._socket.write(frame.ws)
+        self.quiet = False
+        return True
+
+    def write_now(self, frame: Frame) -> None:
+        """Write *frame* regardless of the buffer bound (pings)."""
+        if self.close_code is None:
+            self._socket.write(frame.ws)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is not None:
+            return
+        super().close(code, reason)
+        stalled = self._socket.buffered() > self._limit
+        self._socket.close(code, reason, abort=stalled)
