@@ -6,6 +6,7 @@ Only this module chooses an engine. Everything else receives its collaborators.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -125,8 +126,21 @@ async def _load_demo(engine: Engine) -> None:
 
 
 def app_from_env() -> Starlette:
-    """Factory for `uvicorn --factory server.app:app_from_env` (used by `livepush serve --workers`)."""
-    return create_app(Settings.from_env())
+    """Factory for `uvicorn --factory server.app:app_from_env` (what `livepush serve` runs)."""
+    app = create_app(Settings.from_env())
+    keep_gc_off_the_hot_path()
+    return app
+
+
+def keep_gc_off_the_hot_path() -> None:
+    """A server process holds many long-lived objects (readers, frames, modules) and makes few cycles.
+
+    Freezing what start-up made moves it out of every future collection, and a larger first
+    threshold makes young collections rare; the naive baseline spends ~22% of a core in the GC.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _record(request: Request, status: int) -> None:
