@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ADMIN_TOKEN, RedisProcess, free_port
+from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, free_port, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,6 +174,26 @@ async def nodes(log_dir: Path) -> AsyncIterator[list[Node]]:
     yield started
     for node in started:
         node.kill()
+
+
+async def start_readers(bases: list[str], blog_id: str, count: int) -> list[Scorer]:
+    """*count* resuming readers on *blog_id*, each past its first message."""
+    readers = [Scorer(bases, blog_id) for _ in range(count)]
+    for reader in readers:
+        reader.start()
+    await asyncio.gather(*(reader.wait_connected() for reader in readers))
+    return readers
+
+
+@contextlib.asynccontextmanager
+async def in_process_node(redis: RedisProcess, **overrides: Any) -> AsyncIterator[LiveServer]:
+    """A livepush node on *redis*, served by uvicorn in the test's own loop."""
+    server = LiveServer(make_settings("redis", redis, **overrides))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings, wait_until
-from tests.faults.conftest import Node, Scorer, private_redis
+from tests.conftest import ADMIN_TOKEN, wait_until
+from tests.faults.conftest import Node, Scorer, in_process_node, private_redis, start_readers
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -52,10 +52,7 @@ async def test_two_nodes_give_every_reader_one_order_exactly_once(nodes: list[No
         async with httpx.AsyncClient(timeout=10) as client:
             created = await client.post(f"{a.base}/api/blogs", json={"id": "b1", "title": "Two nodes"}, headers=AUTH)
             assert created.status_code == 201
-            readers = [Scorer([node.ws_base], "b1") for node in (a, b) for _ in range(4)]
-            for reader in readers:
-                reader.start()
-            await asyncio.gather(*(reader.wait_connected() for reader in readers))
+            readers = [*await start_readers([a.ws_base], "b1", 4), *await start_readers([b.ws_base], "b1", 4)]
             responses = await asyncio.gather(*(publish(client, node.base, "b1", f"{node.port}-{i}")
                                                for i in range(30) for node in (a, b)))
         assert all(r.status_code == 201 for r in responses)
@@ -72,14 +69,9 @@ async def test_redis_killed_mid_publishing_loses_nothing_acknowledged() -> None:
     """Redis (AOF, fsync always) is SIGKILLed mid-stream and restarted: writes fail fast with 503 meanwhile,
     /readyz says 503, readers stay and catch up, and every acknowledged post reaches every reader once."""
     with private_redis("--appendonly", "yes", "--appendfsync", "always") as redis:
-        server = LiveServer(make_settings("redis", redis))
-        await server.start()
-        try:
+        async with in_process_node(redis) as server:
             await server.create_blog("b1")
-            readers = [Scorer([server.ws_base], "b1") for _ in range(3)]
-            for reader in readers:
-                reader.start()
-            await asyncio.gather(*(reader.wait_connected() for reader in readers))
+            readers = await start_readers([server.ws_base], "b1", 3)
             acked: dict[str, int] = {}
             async with httpx.AsyncClient(timeout=10) as client:
                 for i in range(20):
@@ -105,16 +97,12 @@ async def test_redis_killed_mid_publishing_loses_nothing_acknowledged() -> None:
                 await reader.stop()
                 assert not reader.gaps and not reader.duplicates
                 assert set(acked) <= reader.posts
-        finally:
-            await server.stop()
 
 
 async def test_redis_restarted_empty_gives_readers_a_new_epoch() -> None:
     """Redis loses everything: readers are told to come back, and then start from a snapshot of a new epoch."""
     with private_redis("--appendonly", "no") as redis:
-        server = LiveServer(make_settings("redis", redis, demo=True))
-        await server.start()
-        try:
+        async with in_process_node(redis, demo=True) as server:
             blog_id = "russia-ukraine-2023-07-26"
             reader = Scorer([server.ws_base], blog_id)
             reader.start()
@@ -127,8 +115,6 @@ async def test_redis_restarted_empty_gives_readers_a_new_epoch() -> None:
             assert reader.epochs[-1] != first_epoch and 1013 in reader.closes
             assert len(reader.posts) == 9  # the demo blog, reloaded into the empty Redis
             assert not reader.gaps and not reader.duplicates
-        finally:
-            await server.stop()
 
 
 async def test_a_killed_node_s_readers_resume_on_another_node(nodes: list[Node], log_dir: Path) -> None:
@@ -139,10 +125,7 @@ async def test_a_killed_node_s_readers_resume_on_another_node(nodes: list[Node],
         await asyncio.gather(a.start(), b.start())
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.post(f"{b.base}/api/blogs", json={"id": "b1", "title": "t"}, headers=AUTH)).is_success
-            readers = [Scorer([a.ws_base, b.ws_base], "b1") for _ in range(5)]
-            for reader in readers:
-                reader.start()
-            await asyncio.gather(*(reader.wait_connected() for reader in readers))
+            readers = await start_readers([a.ws_base, b.ws_base], "b1", 5)
             for i in range(5):
                 assert (await publish(client, b.base, "b1", f"before {i}")).status_code == 201
             await asyncio.gather(*(reader.wait_for_seq(5) for reader in readers))
@@ -165,10 +148,7 @@ async def test_workers_share_one_redis(nodes: list[Node], log_dir: Path) -> None
         await node.start()
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.post(f"{node.base}/api/blogs", json={"id": "b1", "title": "t"}, headers=AUTH)).is_success
-            readers = [Scorer([node.ws_base], "b1") for _ in range(8)]
-            for reader in readers:
-                reader.start()
-            await asyncio.gather(*(reader.wait_connected() for reader in readers))
+            readers = await start_readers([node.ws_base], "b1", 8)
             for i in range(10):
                 assert (await publish(client, node.base, "b1", f"p{i}")).status_code == 201
         await asyncio.gather(*(reader.wait_for_seq(10) for reader in readers))
@@ -184,14 +164,9 @@ async def test_a_killed_subscription_is_healed_from_history() -> None:
     import redis as redis_client
 
     with private_redis("--appendonly", "no") as redis:
-        server = LiveServer(make_settings("redis", redis))
-        await server.start()
-        try:
+        async with in_process_node(redis) as server:
             await server.create_blog("b1")
-            readers = [Scorer([server.ws_base], "b1") for _ in range(3)]
-            for reader in readers:
-                reader.start()
-            await asyncio.gather(*(reader.wait_connected() for reader in readers))
+            readers = await start_readers([server.ws_base], "b1", 3)
             admin = redis_client.Redis(port=redis.port)
             async with httpx.AsyncClient(timeout=10) as client:
                 for i in range(30):
@@ -207,5 +182,3 @@ async def test_a_killed_subscription_is_healed_from_history() -> None:
             metrics = (await server.http.get("/metrics")).text
             repaired = [line for line in metrics.splitlines() if line.startswith("livepush_gaps_repaired_total ")]
             assert float(repaired[0].split()[1]) >= 1  # the events pub/sub dropped came from history
-        finally:
-            await server.stop()
