@@ -1,5 +1,6 @@
 """`livepush serve | token`: the command line.
 
+`loadtest` simulates readers against any livepush server (server.loadtest).
 `serve` validates the settings first (a bad variable stops it with a message naming it), prints
 where to look and the admin token, then runs uvicorn with the settings this traffic wants:
 uvloop and httptools, no permessage-deflate (every reader gets the same bytes), small
@@ -37,6 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--ttl", default="1h", help="lifetime, e.g. 15m, 1h, 7d (default 1h)")
     token.add_argument("--subject", help="who the token is for (shown in logs and scopes idempotency keys)")
 
+    commands.add_parser("loadtest", help="simulate readers against a livepush server (see docs/LOADTEST.md)",
+                        add_help=False)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["loadtest"]:
+        from server.loadtest import main as loadtest
+
+        return loadtest(argv[1:])
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -82,6 +91,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         loop="auto", http="auto", ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
         ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
+        access_log=settings.access_log,
     )
     return 0
 

@@ -7,7 +7,9 @@ without limit.
 
 A reader starts *attaching*: while its first message (snapshot or replay) is being read, live
 events are parked on the side; `start()` then drops those already covered by the first message
-and checks that the rest continues it without a gap.
+and checks that the rest continues it without a gap. The first message can also be *ahead* of
+the relay (the engine committed an event the relay has not handed over yet), so a reader drops
+any later event at or below the highest seq it was given: nothing twice.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ CLOSE_UNKNOWN_BLOG = 4404
 class Reader:
     """One connected reader's outgoing queue, filled synchronously by the hub, drained by its transport."""
 
-    __slots__ = ("_bytes", "_limit", "_parked", "_queue", "_waiter", "close_code", "close_reason")
+    __slots__ = ("_bytes", "_limit", "_parked", "_queue", "_waiter", "close_code", "close_reason", "seq")
 
     def __init__(self, limit_bytes: int) -> None:
         self._queue: deque[Frame] = deque()
@@ -39,6 +41,7 @@ class Reader:
         self._waiter: asyncio.Future[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        self.seq = 0  # the highest seq this reader has been given
 
     @property
     def closed(self) -> bool:
@@ -50,11 +53,12 @@ class Reader:
             return False
         if self._parked is not None:
             self._parked.append(frame)
-            size = len(frame.data)
+        elif frame.seq <= self.seq:
+            return True  # already covered by the first message
         else:
             self._queue.append(frame)
-            size = len(frame.data)
-        self._bytes += size
+            self.seq = frame.seq
+        self._bytes += len(frame.data)
         if self._bytes > self._limit:
             self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
             return False
@@ -73,13 +77,13 @@ class Reader:
         expected = after + 1
         for frame in parked:
             if frame.seq < expected:
-                self._bytes -= len(frame.data)
                 continue
             if frame.seq > expected:
                 self.close(CLOSE_TRY_LATER, "missed events while attaching; resume with since")
                 return False
             self._queue.append(frame)
             expected += 1
+        self.seq = expected - 1
         self._bytes = sum(len(f.data) for f in self._queue)
         self._wake()
         return True

@@ -38,6 +38,7 @@ class Settings:
     reader_buffer_bytes: int = 1024 * 1024
     idempotency_ttl: int = 24 * 3600
     direct_write: bool = True
+    access_log: bool = False
     log_level: str = "info"
 
     @classmethod
@@ -80,6 +81,7 @@ class Settings:
             reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1 << 20, low=16 * 1024, high=1 << 30),
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),
             direct_write=reader.flag("LIVEPUSH_DIRECT_WRITE", default=True),
+            access_log=reader.flag("LIVEPUSH_ACCESS_LOG", default=False),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
         )
         if settings.log_level not in ("critical", "error", "warning", "info", "debug"):

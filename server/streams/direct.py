@@ -92,6 +92,8 @@ class DirectReader(Reader):
             return False
         if self._parked is not None:
             return super().offer(frame)
+        if frame.seq <= self.seq:
+            return True  # already covered by the first message
         socket = self._socket
         try:
             if socket.buffered() > self._limit:
@@ -101,6 +103,7 @@ class DirectReader(Reader):
         except (RuntimeError, OSError):  # the transport went away under us: the endpoint cleans up
             self.close_code = 1006
             return False
+        self.seq = frame.seq
         self.quiet = False
         return True
 

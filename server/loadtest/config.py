@@ -1,0 +1,154 @@
+"""The load test's typed configuration: what to target, how many readers, what they do.
+
+Built once at the edge (the command line) and handed, without the publisher's token, to every
+worker process, so nothing else parses options or reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+Transport = Literal["ws", "sse"]
+
+READERS_PER_PROCESS = 2500
+BLOG_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+class ConfigError(ValueError):
+    """An option is invalid; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the server listens, split for raw sockets: host, port, TLS, and a path prefix."""
+
+    host: str
+    port: int
+    secure: bool
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--url: expected http://host[:port][/prefix], got {url!r}")
+        secure = parts.scheme == "https"
+        try:
+            port = parts.port or (443 if secure else 80)
+        except ValueError as exc:
+            raise ConfigError(f"--url: {exc}") from exc
+        return cls(parts.hostname, port, secure, parts.path.rstrip("/"))
+
+    @property
+    def http_base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}{self.prefix}"
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.secure else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def is_loopback(self) -> bool:
+        """True when every address the host resolves to is a loopback address."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError:
+            return False
+        return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadConfig:
+    """Every option of a run, with the defaults the command line documents."""
+
+    url: str = "http://127.0.0.1:8000"
+    blog: str = "loadtest"
+    readers: int = 100
+    transport: Transport = "ws"
+    duration: float = 10.0
+    ramp: float = 2.0
+    publish_rate: float = 0.0
+    token: str | None = None
+    create_blog: bool = False
+    post_bytes: int = 300
+    churn: float = 0.0
+    churn_every: float = 5.0
+    churn_pause: float = 0.5
+    slow: float = 0.0
+    slow_every: float = 8.0
+    slow_pause: float = 3.0
+    processes: int = 0
+    drain: float = 10.0
+    connect_timeout: float = 10.0
+    seed: int = 0
+    allow_remote: bool = False
+    json_path: str | None = None
+    html_path: str | None = None
+    quiet: bool = False
+
+    @property
+    def target(self) -> Target:
+        return Target.parse(self.url)
+
+    @property
+    def publishing(self) -> bool:
+        return self.publish_rate > 0
+
+    def worker_count(self) -> int:
+        """--processes, or enough workers to keep each under READERS_PER_PROCESS, at most one per CPU."""
+        if self.processes > 0:
+            return min(self.processes, max(self.readers, 1))
+        wanted = max(1, math.ceil(self.readers / READERS_PER_PROCESS))
+        return max(1, min(wanted, os.cpu_count() or 1))
+
+    def for_workers(self) -> LoadConfig:
+        """This configuration without the token: workers only read."""
+        return LoadConfig(**{name: getattr(self, name) for name in self.__slots__ if name != "token"})
+
+    def public(self) -> dict[str, object]:
+        """The options as JSON-ready values, the token left out."""
+        values = {name: getattr(self, name) for name in self.__slots__ if name != "token"}
+        values["processes"] = self.worker_count()
+        values["publishing_token"] = self.token is not None
+        return values
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad option; also refuse remote targets unless allowed."""
+        target = self.target
+        checks: list[tuple[bool, str]] = [
+            (BLOG_ID.fullmatch(self.blog) is not None, "--blog: a slug like my-blog-2024 (a-z, 0-9, -)"),
+            (self.readers >= 0, "--readers: must be >= 0"),
+            (self.duration > 0, "--duration: must be > 0"),
+            (self.ramp >= 0, "--ramp: must be >= 0"),
+            (self.publish_rate >= 0, "--publish-rate: must be >= 0"),
+            (0 <= self.churn <= 1, "--churn: a fraction between 0 and 1"),
+            (0 <= self.slow <= 1, "--slow: a fraction between 0 and 1"),
+            (self.churn + self.slow <= 1, "--churn + --slow: together at most 1"),
+            (self.churn_every > 0 and self.churn_pause >= 0, "--churn-every must be > 0, --churn-pause >= 0"),
+            (self.slow_every > 0 and self.slow_pause > 0, "--slow-every and --slow-pause: must be > 0"),
+            (0 <= self.post_bytes <= 60_000, "--post-bytes: between 0 and 60000"),
+            (self.processes >= 0, "--processes: must be >= 0 (0: automatic)"),
+            (self.drain >= 0 and self.connect_timeout > 0, "--drain must be >= 0, --connect-timeout > 0"),
+            (not self.publishing or bool(self.token), "--publish-rate needs --token (or LIVEPUSH_TOKEN)"),
+            (not self.create_blog or bool(self.token), "--create-blog needs --token (or LIVEPUSH_TOKEN)"),
+            (self.readers > 0 or self.publishing, "nothing to do: give --readers or --publish-rate"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if not self.allow_remote and not target.is_loopback():
+            raise ConfigError(f"--url: {target.host} is not a loopback address; load-test only servers you run, "
+                              "and pass --allow-remote to confirm")

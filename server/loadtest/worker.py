@@ -1,0 +1,216 @@
+"""A worker process: one event loop (uvloop when installed) running a share of the readers.
+
+The worker ramps its readers in on the shared schedule (reader i of N connects at
+t0 + ramp * i / N), sends a Tick every whole second after t0, and on Drain stops churning and
+pausing, lets every reader catch up with the last acknowledged seq, closes them all and sends
+its WorkerResult. Readers are interleaved across workers, so each ramps evenly.
+
+Connecting is the only place with a task, and only while a TCP connect is in flight; after
+that a connection is an asyncio.Protocol fed by the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+from urllib.parse import quote
+
+from server.loadtest.config import LoadConfig
+from server.loadtest.messages import Command, Drain, Ready, SteadyReader, Stop, WorkerResult, listen
+from server.loadtest.reader import SimReader, State
+from server.loadtest.stats import WorkerStats, cpu_seconds, peak_rss_mib
+from server.loadtest.system import event_loop_factory, raise_fd_limit
+from server.loadtest.transport import CLOSE_TIMEOUT, Connection
+from server.loadtest.transport_sse import SseConnection
+from server.loadtest.transport_ws import WsConnection
+
+SLOW_RECEIVE_BUFFER = 4096
+POLL_SECONDS = 0.05
+
+
+def roles(readers: int, churn: float, slow: float, seed: int) -> tuple[frozenset[int], frozenset[int]]:
+    """Which reader indices churn and which read slowly: the same draw in every worker."""
+    order = list(range(readers))
+    random.Random(seed).shuffle(order)  # noqa: S311 (a simulation, not security)
+    churners = round(readers * churn)
+    slow_readers = round(readers * slow)
+    return frozenset(order[:churners]), frozenset(order[churners:churners + slow_readers])
+
+
+class Worker:
+    """Runs this process's readers; implements the reader's Host."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pipe: Pipe, config: LoadConfig, worker: int, workers: int,
+                 run_id: str) -> None:
+        self.loop = loop
+        self.pipe = pipe
+        self.config = config
+        self.worker = worker
+        self.run_id = run_id
+        self.stats = WorkerStats()
+        self.rng = random.Random(f"{config.seed}-{worker}")  # noqa: S311 (a simulation, not security)
+        self.draining = False
+        self.churn_every = config.churn_every
+        self.churn_pause = config.churn_pause
+        self.slow_every = config.slow_every
+        self.slow_pause = config.slow_pause
+        self._target = config.target
+        self._ssl = ssl.create_default_context() if self._target.secure else None
+        self._address: tuple[socket.AddressFamily, Any] | None = None
+        self._commands: asyncio.Queue[Command] = asyncio.Queue()
+        self._stop_requested = False
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._t0 = 0.0
+        self._tick_index = 0
+        self._tick_timer: asyncio.TimerHandle | None = None
+        churners, slow = roles(config.readers, config.churn, config.slow, config.seed)
+        self.readers = [SimReader(self, index, index in churners, index in slow)
+                        for index in range(worker, config.readers, workers)]
+        blog = quote(config.blog, safe="")
+        kind = "ws" if config.transport == "ws" else "sse"
+        self._path = f"{self._target.prefix}/{kind}/blogs/{blog}"
+
+    async def run(self) -> None:
+        """The whole life of the worker, from Ready to WorkerResult."""
+        await self._resolve()
+        listen(self.pipe, self.loop, self._on_command, self._on_coordinator_gone, "commands")
+        self.pipe.send(Ready(self.worker, cpu_seconds()))
+        start = await self._commands.get()
+        if isinstance(start, Stop | Drain):
+            return
+        self._t0 = self.loop.time() + (start.t0 - time.time())
+        total = max(self.config.readers, 1)
+        for reader in self.readers:
+            self.loop.call_at(self._t0 + self.config.ramp * reader.index / total, reader.connect)
+        self._schedule_tick()
+        command = await self._commands.get()
+        drained = False
+        if isinstance(command, Drain):
+            drained = await self._drain(command.seq, command.seconds)
+        await self._finish()
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+        self._send_tick()
+        self.pipe.send(self._result(drained))
+
+    # Host
+
+    def open(self, reader: SimReader, since: int | None, epoch: str | None) -> Connection:
+        query = []
+        if since is not None:
+            query.append(f"since={since}")
+            if epoch:
+                query.append(f"epoch={quote(epoch, safe='')}")
+        path = self._path + ("?" + "&".join(query) if query else "")
+        connection: WsConnection | SseConnection
+        timeout = self.config.connect_timeout
+        if self.config.transport == "ws":
+            scheme = "wss" if self._target.secure else "ws"
+            connection = WsConnection(reader, f"{scheme}://{self._target.host_header}{path}", timeout)
+        else:
+            request = SseConnection.request(self._target.host_header, path, since)
+            connection = SseConnection(reader, request, timeout)
+        task = self.loop.create_task(self._connect(reader, connection))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+        return connection
+
+    # internals
+
+    async def _resolve(self) -> None:
+        infos = await self.loop.getaddrinfo(self._target.host, self._target.port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        self._address = (family, address)
+
+    async def _connect(self, reader: SimReader, connection: WsConnection | SseConnection) -> None:
+        assert self._address is not None
+        family, address = self._address
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if reader.slow:
+                # A small receive window makes a paused reader back up into the server's buffers quickly.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RECEIVE_BUFFER)
+            async with asyncio.timeout(self.config.connect_timeout):
+                await self.loop.sock_connect(sock, address)
+                server_hostname = self._target.host if self._ssl is not None else None
+                await self.loop.create_connection(lambda: connection, sock=sock, ssl=self._ssl,
+                                                  server_hostname=server_hostname)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            sock.close()
+            reader.on_failed(0, f"connect: {exc!r}")
+
+    def _on_command(self, command: Command) -> None:
+        self._commands.put_nowait(command)
+        if isinstance(command, Stop):
+            self._stop_requested = True
+
+    def _on_coordinator_gone(self) -> None:
+        self._on_command(Stop())
+
+    def _schedule_tick(self) -> None:
+        self._tick_timer = self.loop.call_at(self._t0 + self._tick_index + 1, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._send_tick()
+        self._schedule_tick()
+
+    def _send_tick(self) -> None:
+        self.pipe.send(self.stats.tick(self.worker, self._tick_index))
+        self._tick_index += 1
+
+    async def _drain(self, seq: int | None, seconds: float) -> bool:
+        self.draining = True
+        for reader in self.readers:
+            reader.drain()
+        return await self._wait(lambda: all(reader.caught_up(seq) for reader in self.readers), seconds)
+
+    async def _finish(self) -> None:
+        self.draining = True
+        for reader in self.readers:
+            reader.finish()
+        if not await self._wait(lambda: all(r.state is State.DONE for r in self.readers), CLOSE_TIMEOUT + 0.5):
+            for reader in self.readers:
+                reader.abort()
+            await asyncio.sleep(POLL_SECONDS)
+        for task in list(self._connecting):
+            task.cancel()
+
+    async def _wait(self, done: Callable[[], bool], seconds: float) -> bool:
+        deadline = self.loop.time() + seconds
+        while not done():
+            if self.loop.time() >= deadline or self._stop_requested:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+        return True
+
+    def _result(self, drained: bool) -> WorkerResult:
+        steady = [SteadyReader(r.checker.start, r.checker.last, list(r.checker.holes))
+                  for r in self.readers if r.steady and r.served and r.checker.started]
+        return WorkerResult(
+            worker=self.worker, readers=len(self.readers), counts=self.stats.totals(), steady=steady,
+            started=sum(1 for r in self.readers if r.served), cpu=cpu_seconds(), peak_rss_mib=peak_rss_mib(),
+            errors=self.stats.error_samples, drained=drained,
+            handshake=self.stats.handshake.encode().decode("ascii") if self.stats.handshake.get_total_count() else None,
+            last_served_ns=self.stats.last_served_ns)
+
+
+def worker_main(pipe: Pipe, config: LoadConfig, worker: int, workers: int, run_id: str) -> None:
+    """Entry point of a worker process (spawned by the runner)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the coordinator sends Stop
+    raise_fd_limit()
+    with contextlib.suppress(ConnectionError), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(_run(pipe, config, worker, workers, run_id))
+
+
+async def _run(pipe: Pipe, config: LoadConfig, worker: int, workers: int, run_id: str) -> None:
+    await Worker(asyncio.get_running_loop(), pipe, config, worker, workers, run_id).run()
