@@ -27,6 +27,7 @@ from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
 from server.auth import Authenticator
 from server.demo import IMAGES, load_demo
+from server.drain import Drainer
 from server.engine import Engine, EngineError
 from server.feed import Feeds
 from server.hub import CLOSE_RESTARTING, Hub
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         feeds = Feeds(engine, hub, relay, settings.snapshot_size)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
                        newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds), pages=PageRenderer(),
-                       auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience))
+                       auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
+                       drainer=Drainer(hub, settings.drain_seconds))
         reloads: set[asyncio.Task[None]] = set()
 
         def resync() -> None:
@@ -82,9 +84,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await engine.start(relay.deliver, resync)
         if settings.demo:
             await _load_demo(engine)
+        svc.drainer.install()
         try:
             yield {"services": svc}
         finally:
+            svc.drainer.uninstall()
             hub.close_all(CLOSE_RESTARTING, "server restarting")
             await relay.close()
             await engine.close()

@@ -163,6 +163,20 @@ class Hub:
             reader.close(code, reason)
         return len(readers)
 
+    def close_some(self, limit: int, code: int, reason: str) -> int:
+        """Close up to *limit* readers, any blogs; return how many (used to pace a drain)."""
+        closed = 0
+        for blog_id in list(self._readers):
+            readers = self._readers[blog_id]
+            while readers and closed < limit:
+                readers.pop().close(code, reason)
+                closed += 1
+            if not readers:
+                del self._readers[blog_id]
+            if closed >= limit:
+                break
+        return closed
+
     def close_all(self, code: int, reason: str) -> int:
         return sum(self.close_blog(blog_id, code, reason) for blog_id in list(self._readers))
 

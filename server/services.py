@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from server.auth import Authenticator
+from server.drain import Drainer
 from server.engine import Engine
 from server.feed import Feeds
 from server.hub import Hub
@@ -31,6 +32,7 @@ class Services:
     auth: Authenticator
     metrics: Metrics
     pages: PageRenderer
+    drainer: Drainer
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -38,6 +38,7 @@ class Settings:
     reader_buffer_bytes: int = 1024 * 1024
     idempotency_ttl: int = 24 * 3600
     direct_write: bool = True
+    drain_seconds: float = 10.0
     access_log: bool = False
     log_level: str = "info"
 
@@ -82,6 +83,7 @@ class Settings:
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),
             direct_write=reader.flag("LIVEPUSH_DIRECT_WRITE", default=True),
             access_log=reader.flag("LIVEPUSH_ACCESS_LOG", default=False),
+            drain_seconds=reader.number("LIVEPUSH_DRAIN_SECONDS", 10.0, low=0.0, high=600.0),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
         )
         if settings.log_level not in ("critical", "error", "warning", "info", "debug"):

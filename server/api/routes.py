@@ -280,7 +280,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    engine = services(request).engine
+    svc = services(request)
+    engine = svc.engine
+    if svc.drainer.draining:
+        raise ApiError(503, "draining", "this process is shutting down", headers={"Retry-After": "1"})
     if not await engine.ready():
         raise ApiError(503, "not_ready", f"the {engine.name} engine is not reachable", headers={"Retry-After": "2"})
     return json_response({"status": "ready", "engine": engine.name})

@@ -24,6 +24,9 @@ RETRY_MILLISECONDS = 2000
 
 async def sse_stream(request: Request) -> Response:
     svc = services(request)
+    if svc.drainer.draining:
+        return problem_response(ApiError(503, "draining", "this process is shutting down; reconnect",
+                                         headers={"Retry-After": "1"}))
     if not origin_allowed(request, svc.settings.allowed_origins):
         return problem_response(ApiError(403, "origin_not_allowed", "this origin may not open streams",
                                          field="Origin"))

@@ -20,7 +20,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server.engine import BlogNotFound
-from server.hub import CLOSE_POLICY, CLOSE_UNKNOWN_BLOG, Reader
+from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_UNKNOWN_BLOG, Reader
 from server.services import services
 from server.streams.direct import EXTENSION, DirectReader, DirectSocket
 from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
@@ -35,6 +35,9 @@ MAX_MESSAGES_PER_MINUTE = 60
 async def websocket_stream(websocket: WebSocket) -> None:
     svc = services(websocket)
     await websocket.accept()
+    if svc.drainer.draining:
+        await websocket.close(CLOSE_RESTARTING, "server restarting; reconnect")
+        return
     if not origin_allowed(websocket, svc.settings.allowed_origins):
         await websocket.close(CLOSE_POLICY, "origin not allowed")
         return

@@ -28,11 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 class Node:
     """`livepush serve` as its own OS process: a node that can be killed."""
 
-    def __init__(self, redis_url: str, log_dir: Path, workers: int = 1, demo: bool = False) -> None:
+    def __init__(self, redis_url: str | None, log_dir: Path, workers: int = 1, demo: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.redis_url = redis_url
         self.workers = workers
         self.demo = demo
+        self.env = env or {}
         self.log_path = log_dir / f"node-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -45,8 +47,9 @@ class Node:
         return f"ws://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        env = {"PATH": os.environ.get("PATH", ""), "REDIS_URL": self.redis_url, "LIVEPUSH_ADMIN_TOKEN": ADMIN_TOKEN,
-               "LIVEPUSH_DEMO": "1" if self.demo else "0", "LIVEPUSH_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+        env = {"PATH": os.environ.get("PATH", ""), "LIVEPUSH_ADMIN_TOKEN": ADMIN_TOKEN,
+               "LIVEPUSH_DEMO": "1" if self.demo else "0", "LIVEPUSH_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT),
+               **({"REDIS_URL": self.redis_url} if self.redis_url else {}), **self.env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; the node runs beside the test)
                 [sys.executable, "-m", "server", "serve", "--port", str(self.port), "--workers", str(self.workers)],
