@@ -35,6 +35,7 @@ from server.metrics import Metrics
 from server.newsroom import Newsroom
 from server.pages.render import PageRenderer
 from server.pages.routes import page_routes
+from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services, services
 from server.settings import Settings
@@ -71,7 +72,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
                        newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds), pages=PageRenderer(),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
-                       drainer=Drainer(hub, settings.drain_seconds))
+                       drainer=Drainer(hub, settings.drain_seconds),
+                       writes=RateLimiter(settings.write_rate, settings.write_burst))
         reloads: set[asyncio.Task[None]] = set()
 
         def resync() -> None:

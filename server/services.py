@@ -17,6 +17,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.newsroom import Newsroom
 from server.pages.render import PageRenderer
+from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.settings import Settings
 
@@ -33,6 +34,7 @@ class Services:
     metrics: Metrics
     pages: PageRenderer
     drainer: Drainer
+    writes: RateLimiter
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -39,6 +39,8 @@ class Settings:
     idempotency_ttl: int = 24 * 3600
     direct_write: bool = True
     drain_seconds: float = 10.0
+    write_rate: float = 100.0
+    write_burst: float = 500.0
     access_log: bool = False
     log_level: str = "info"
 
@@ -84,6 +86,8 @@ class Settings:
             direct_write=reader.flag("LIVEPUSH_DIRECT_WRITE", default=True),
             access_log=reader.flag("LIVEPUSH_ACCESS_LOG", default=False),
             drain_seconds=reader.number("LIVEPUSH_DRAIN_SECONDS", 10.0, low=0.0, high=600.0),
+            write_rate=reader.number("LIVEPUSH_WRITE_RATE", 100.0, low=0.0, high=1e6),
+            write_burst=reader.number("LIVEPUSH_WRITE_BURST", 500.0, low=1.0, high=1e7),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
         )
         if settings.log_level not in ("critical", "error", "warning", "info", "debug"):

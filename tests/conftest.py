@@ -222,7 +222,8 @@ class WsReader:
 
 def make_settings(engine: str, redis: RedisProcess | None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "admin_token_generated": False, "jwt_secret": JWT_SECRET,
-                              "demo": False, "redis_url": redis.url if engine == "redis" and redis else None}
+                              "demo": False, "redis_url": redis.url if engine == "redis" and redis else None,
+                              "write_rate": 0.0}  # tests publish in bursts; test_rate_limits turns it on
     values.update(overrides)
     return Settings(**values)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -105,7 +106,18 @@ def _writer(request: Request, blog_id: str | None) -> Principal:
                        headers={"WWW-Authenticate": challenge + ', error="invalid_token"'}) from None
     if blog_id is not None and not principal.may_write(blog_id):
         raise ApiError(403, "forbidden", f"this token may not write blog {blog_id!r}", field="Authorization")
+    _limit_rate(request, principal)
     return principal
+
+
+def _limit_rate(request: Request, principal: Principal) -> None:
+    """429 when this token or this client address writes faster than LIVEPUSH_WRITE_RATE allows."""
+    limiter = services(request).writes
+    client = request.client.host if request.client else "unknown"
+    wait = max(limiter.take("token:" + principal.subject), limiter.take("ip:" + client))
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"too many writes; retry in {wait:.1f}s",
+                       headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def _if_match(request: Request) -> int | None:
@@ -296,7 +308,7 @@ async def metrics(request: Request) -> Response:
 
 BLOG = "/api/blogs/{blog}"
 POST = "/api/blogs/{blog}/posts/{post}"
-AUTH_ERRORS = (401, 403)
+AUTH_ERRORS = (401, 403, 429)
 BODY_ERRORS = (400, 413, 415, 422)
 IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 412 when stale", {"type": "string"})
 OPERATIONS: tuple[Operation, ...] = (

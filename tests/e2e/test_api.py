@@ -394,3 +394,16 @@ async def test_reads_carry_cors_for_allowed_origins_only(server: LiveServer, blo
     preflight = await server.http.options("/api/blogs/b1/posts", headers={
         "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 400
+
+
+async def test_writes_beyond_the_rate_are_429_with_retry_after(start_server: ServerFactory) -> None:
+    """A token (or an address) that writes faster than LIVEPUSH_WRITE_RATE gets 429 and a retry hint."""
+    server = await start_server(write_rate=1.0, write_burst=3.0)
+    await server.create_blog("b1")  # one token from the bucket
+    statuses = [(await server.publish()).status_code for _ in range(4)]
+    assert statuses == [201, 201, 429, 429]
+    limited = await server.publish()
+    problem = assert_problem(limited, 429)
+    assert int(limited.headers["retry-after"]) >= 1 and problem["code"] == "rate_limited"
+    assert (await server.blog())["post_count"] == 2
+    assert (await server.http.get("/api/blogs/b1/posts")).status_code == 200  # reads are not limited
