@@ -26,6 +26,7 @@ from server.api.errors import ApiError, from_engine, problem_response
 from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
 from server.auth import Authenticator
+from server.canary import Canary
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
 from server.engine import Engine, EngineError
@@ -68,12 +69,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_engine(settings)
         hub = Hub()
         relay = Relay(engine, hub)
+        canary = Canary(engine.send_canary, relay.deliver)
         feeds = Feeds(engine, hub, relay, settings.snapshot_size)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
-                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds), pages=PageRenderer(),
+                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds, canary), pages=PageRenderer(),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
                        drainer=Drainer(hub, settings.drain_seconds),
-                       writes=RateLimiter(settings.write_rate, settings.write_burst))
+                       writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary)
         reloads: set[asyncio.Task[None]] = set()
 
         def resync() -> None:
@@ -83,7 +85,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 reloads.add(task)
                 task.add_done_callback(reloads.discard)
 
-        await engine.start(relay.deliver, resync)
+        await engine.start(canary.deliver, resync)
+        canary.start()
         if settings.demo:
             await _load_demo(engine)
         svc.drainer.install()
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield {"services": svc}
         finally:
             svc.drainer.uninstall()
+            await canary.stop()
             hub.close_all(CLOSE_RESTARTING, "server restarting")
             await relay.close()
             await engine.close()

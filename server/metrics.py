@@ -12,16 +12,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from server.canary import Canary
 from server.feed import Feeds
 from server.hub import Hub
 from server.relay import Relay
 
 
 class _FanoutCollector(Collector):
-    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds) -> None:
+    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None) -> None:
         self._hub = hub
         self._relay = relay
         self._feeds = feeds
+        self._canary = canary
 
     def collect(self) -> Iterator[Metric]:
         readers = GaugeMetricFamily("livepush_readers", "Readers connected to this process", labels=["blog"])
@@ -37,6 +39,9 @@ class _FanoutCollector(Collector):
                                   value=self._relay.resets)
         yield CounterMetricFamily("livepush_snapshots_encoded", "Snapshots read and encoded",
                                   value=self._feeds.snapshots_encoded)
+        if self._canary is not None:
+            yield GaugeMetricFamily("livepush_canary_age_seconds", "Since this process last heard its own canary",
+                                    value=self._canary.age)
 
 
 class Metrics:
@@ -44,7 +49,7 @@ class Metrics:
 
     content_type = "text/plain; version=0.0.4; charset=utf-8"
 
-    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds) -> None:
+    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
         self.registry = CollectorRegistry()
         self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
@@ -54,7 +59,7 @@ class Metrics:
         self.errors = Counter("livepush_http_errors", "API errors by status", ["status"], registry=self.registry)
         self.streams = Counter("livepush_streams_opened", "Streams opened", ["transport", "start"],
                                registry=self.registry)
-        self.registry.register(_FanoutCollector(hub, relay, feeds))
+        self.registry.register(_FanoutCollector(hub, relay, feeds, canary))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from server.auth import Authenticator
+from server.canary import Canary
 from server.drain import Drainer
 from server.engine import Engine
 from server.feed import Feeds
@@ -35,6 +36,7 @@ class Services:
     pages: PageRenderer
     drainer: Drainer
     writes: RateLimiter
+    canary: Canary
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from server import wire
+from server.canary import CANARY_BLOG
 from server.engine import (
     BlogEnded,
     BlogExists,
@@ -183,6 +184,10 @@ class MemoryEngine:
 
     async def unwatch(self, blog_id: str) -> None:
         return None
+
+    async def send_canary(self, token: bytes) -> None:
+        if self._deliver is not None and self._loop is not None:
+            self._loop.call_soon(self._deliver, Frame(CANARY_BLOG, 0, token))
 
     # internals
 

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server import wire
+from server.canary import CANARY_BLOG
 from server.engine import (
     BlogEnded,
     BlogExists,
@@ -303,6 +304,12 @@ class RedisEngine:
 
     async def unwatch(self, blog_id: str) -> None:
         return None
+
+    async def send_canary(self, token: bytes) -> None:
+        try:
+            await self._redis.publish(channel(CANARY_BLOG), b"- 0 " + token)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
 
     # pub/sub
 

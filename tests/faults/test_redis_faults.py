@@ -182,3 +182,27 @@ async def test_a_killed_subscription_is_healed_from_history() -> None:
             metrics = (await server.http.get("/metrics")).text
             repaired = [line for line in metrics.splitlines() if line.startswith("livepush_gaps_repaired_total ")]
             assert float(repaired[0].split()[1]) >= 1  # the events pub/sub dropped came from history
+
+
+async def test_readyz_turns_503_when_events_stop_flowing_though_redis_answers_ping() -> None:
+    """CLIENT PAUSE WRITE holds every PUBLISH while PING still answers: the process's canary stops
+    arriving, so /readyz says 503 (deaf), and 200 again once events flow."""
+    import redis as redis_client
+
+    with private_redis("--appendonly", "no") as redis:
+        async with in_process_node(redis) as server:
+            assert (await server.http.get("/readyz")).status_code == 200
+            admin = redis_client.Redis(port=redis.port)
+            admin.client_pause(6000, all=False)  # WRITE mode: PUBLISH waits, PING answers
+            assert admin.ping()
+            deaf = None
+            async with asyncio.timeout(10):
+                while deaf is None or deaf.status_code != 503:
+                    deaf = await server.http.get("/readyz")
+                    await asyncio.sleep(0.1)  # polling an HTTP endpoint
+            assert deaf.json()["code"] == "deaf"
+            admin.client_unpause()
+            admin.close()
+            async with asyncio.timeout(10):
+                while (await server.http.get("/readyz")).status_code != 200:  # noqa: ASYNC110 (HTTP state)
+                    await asyncio.sleep(0.1)
