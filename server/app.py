@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from server.admission import Admission
 from server.api.errors import ApiError, from_engine, problem_response
 from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
@@ -70,12 +71,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub()
         relay = Relay(engine, hub)
         canary = Canary(engine.send_canary, relay.deliver)
+        admission = Admission(settings.max_streams, settings.max_streams_per_address)
         feeds = Feeds(engine, hub, relay, settings.snapshot_size)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
-                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds, canary), pages=PageRenderer(),
+                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds, canary, admission),
+                       pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
-                       drainer=Drainer(hub, settings.drain_seconds),
-                       writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary)
+                       writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
+                       admission=admission)
         reloads: set[asyncio.Task[None]] = set()
 
         def resync() -> None:

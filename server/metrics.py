@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from server.admission import Admission
 from server.canary import Canary
 from server.feed import Feeds
 from server.hub import Hub
@@ -19,7 +20,9 @@ from server.relay import Relay
 
 
 class _FanoutCollector(Collector):
-    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None) -> None:
+    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None,
+                 admission: Admission | None) -> None:
+        self._admission = admission
         self._hub = hub
         self._relay = relay
         self._feeds = feeds
@@ -39,6 +42,10 @@ class _FanoutCollector(Collector):
                                   value=self._relay.resets)
         yield CounterMetricFamily("livepush_snapshots_encoded", "Snapshots read and encoded",
                                   value=self._feeds.snapshots_encoded)
+        if self._admission is not None:
+            yield GaugeMetricFamily("livepush_streams_open", "Streams open in this process", value=self._admission.open)
+            yield CounterMetricFamily("livepush_streams_refused", "Streams refused by a cap",
+                                      value=self._admission.refused)
         if self._canary is not None:
             yield GaugeMetricFamily("livepush_canary_age_seconds", "Since this process last heard its own canary",
                                     value=self._canary.age)
@@ -49,7 +56,8 @@ class Metrics:
 
     content_type = "text/plain; version=0.0.4; charset=utf-8"
 
-    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None = None) -> None:
+    def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None = None,
+                 admission: Admission | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
         self.registry = CollectorRegistry()
         self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
@@ -59,7 +67,7 @@ class Metrics:
         self.errors = Counter("livepush_http_errors", "API errors by status", ["status"], registry=self.registry)
         self.streams = Counter("livepush_streams_opened", "Streams opened", ["transport", "start"],
                                registry=self.registry)
-        self.registry.register(_FanoutCollector(hub, relay, feeds, canary))
+        self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

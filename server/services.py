@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from server.admission import Admission
 from server.auth import Authenticator
 from server.canary import Canary
 from server.drain import Drainer
@@ -37,6 +38,7 @@ class Services:
     drainer: Drainer
     writes: RateLimiter
     canary: Canary
+    admission: Admission
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -39,6 +39,8 @@ class Settings:
     idempotency_ttl: int = 24 * 3600
     direct_write: bool = True
     drain_seconds: float = 10.0
+    max_streams: int = 0
+    max_streams_per_address: int = 0
     write_rate: float = 100.0
     write_burst: float = 500.0
     access_log: bool = False
@@ -86,6 +88,8 @@ class Settings:
             direct_write=reader.flag("LIVEPUSH_DIRECT_WRITE", default=True),
             access_log=reader.flag("LIVEPUSH_ACCESS_LOG", default=False),
             drain_seconds=reader.number("LIVEPUSH_DRAIN_SECONDS", 10.0, low=0.0, high=600.0),
+            max_streams=reader.integer("LIVEPUSH_MAX_STREAMS", 0, low=0, high=10_000_000),
+            max_streams_per_address=reader.integer("LIVEPUSH_MAX_STREAMS_PER_ADDRESS", 0, low=0, high=10_000_000),
             write_rate=reader.number("LIVEPUSH_WRITE_RATE", 100.0, low=0.0, high=1e6),
             write_burst=reader.number("LIVEPUSH_WRITE_BURST", 500.0, low=1.0, high=1e7),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),

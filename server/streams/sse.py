@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from server.admission import Refused
 from server.api.errors import ApiError, problem_response
 from server.engine import BlogNotFound
 from server.hub import Reader
@@ -34,17 +35,26 @@ async def sse_stream(request: Request) -> Response:
         stream = parse_stream_request(request, request.headers.get("last-event-id"))
     except BadStreamRequest as exc:
         return problem_response(ApiError(422, "invalid_field", str(exc), field="since"))
+    address = request.client.host if request.client else "unknown"
+    try:
+        svc.admission.admit(address)
+    except Refused as exc:
+        return problem_response(ApiError(503, "too_many_streams", str(exc), headers={"Retry-After": "5"}))
     reader = Reader(svc.settings.reader_buffer_bytes)
     try:
         attached = await svc.feeds.open(reader, stream.blog_id, stream.since, stream.epoch)
-    except BlogNotFound:
-        return problem_response(ApiError(404, "unknown_blog", "no such blog"))
+    except BaseException as exc:
+        svc.admission.release(address)
+        if isinstance(exc, BlogNotFound):
+            return problem_response(ApiError(404, "unknown_blog", "no such blog"))
+        raise
     svc.metrics.streams.labels("sse", "snapshot" if attached.snapshot else "resume").inc()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # CORS: see server.app._read_cors
-    return StreamingResponse(_events(svc, reader, stream.blog_id), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_events(svc, reader, stream.blog_id, address), media_type="text/event-stream",
+                             headers=headers)
 
 
-async def _events(svc: Services, reader: Reader, blog_id: str) -> AsyncIterator[bytes]:
+async def _events(svc: Services, reader: Reader, blog_id: str, address: str) -> AsyncIterator[bytes]:
     try:
         yield b"retry: %d\n\n" % RETRY_MILLISECONDS
         while True:
@@ -56,3 +66,4 @@ async def _events(svc: Services, reader: Reader, blog_id: str) -> AsyncIterator[
             yield b"".join(frame.sse for frame in reader.take())
     finally:
         svc.feeds.close(reader, blog_id)
+        svc.admission.release(address)

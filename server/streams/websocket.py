@@ -19,11 +19,12 @@ import time
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from server.admission import Refused
 from server.engine import BlogNotFound
-from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_UNKNOWN_BLOG, Reader
-from server.services import services
+from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_TRY_LATER, CLOSE_UNKNOWN_BLOG, Reader
+from server.services import Services, services
 from server.streams.direct import EXTENSION, DirectReader, DirectSocket
-from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
+from server.streams.request import BadStreamRequest, StreamRequest, origin_allowed, parse_stream_request
 from server.wire import PING
 
 log = logging.getLogger("livepush.ws")
@@ -46,6 +47,20 @@ async def websocket_stream(websocket: WebSocket) -> None:
     except BadStreamRequest as exc:
         await websocket.close(CLOSE_POLICY, str(exc))
         return
+    address = websocket.client.host if websocket.client else "unknown"
+    try:
+        svc.admission.admit(address)
+    except Refused as exc:
+        await websocket.close(CLOSE_TRY_LATER, str(exc))
+        return
+    try:
+        await _serve(websocket, svc, request)
+    finally:
+        svc.admission.release(address)
+
+
+async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest) -> None:
+    """One admitted reader, from attach to close."""
     direct: DirectSocket | None = websocket.scope.get("extensions", {}).get(EXTENSION)
     limit = svc.settings.reader_buffer_bytes
     reader = DirectReader(direct, limit) if direct is not None and svc.settings.direct_write else Reader(limit)

@@ -279,3 +279,31 @@ async def test_sse_refuses_unknown_blogs_and_foreign_origins(server: LiveServer,
     assert foreign.status_code == 403 and foreign.json()["field"] == "Origin"
     bad = await server.http.get("/sse/blogs/b1?since=-1")
     assert bad.status_code == 422 and bad.json()["field"] == "since"
+
+
+async def test_stream_caps_refuse_with_a_retry_hint(start_server: ServerFactory) -> None:
+    """Past LIVEPUSH_MAX_STREAMS_PER_ADDRESS a new WebSocket is closed 1013 and SSE gets 503 + Retry-After;
+    a stream that ends frees its place."""
+    server = await start_server(max_streams_per_address=2)
+    await server.create_blog("b1")
+    async with server.reader() as first, server.reader() as second:
+        await first.next()
+        await second.next()
+        async with server.reader() as third:
+            assert await third.closed() == (1013, "too many streams from your address; retry later")
+        refused = await server.http.get("/sse/blogs/b1")
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert refused.json()["code"] == "too_many_streams"
+    async with server.reader() as again:  # the first two left
+        assert (await again.next())["type"] == "snapshot"
+    metrics = (await server.http.get("/metrics")).text
+    assert "livepush_streams_refused_total 2.0" in metrics
+
+
+async def test_the_process_cap_refuses_when_full(start_server: ServerFactory) -> None:
+    server = await start_server(max_streams=1)
+    await server.create_blog("b1")
+    async with server.reader() as first:
+        await first.next()
+        async with server.reader() as second:
+            assert await second.closed() == (1013, "this server is full; retry later")
