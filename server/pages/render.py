@@ -273,7 +273,7 @@ class PageRenderer:
         )
 
     def newsroom(self, *, asset_base: str = "") -> str:
-        """Placeholder for the newsroom console until the widget ships it."""
+        """The newsroom console: static markup that client_demo/newsroom.js brings to life."""
         return self._render("newsroom.html", asset_base=asset_base)
 
     def not_found(self, what: str, *, asset_base: str = "") -> str:
