@@ -60,14 +60,18 @@ def make_engine(settings: Settings) -> Engine:
     return MemoryEngine(history_size=settings.history_size)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The ASGI app. Settings default to the environment (validated; SettingsError if wrong)."""
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
+    """The ASGI app. Settings default to the environment (validated; SettingsError if wrong).
+
+    *engine* overrides the one the settings choose (tests: one engine across a restart).
+    """
+    chosen_engine = engine
     settings = settings or Settings.from_env()
     openapi = openapi_document(OPERATIONS, VERSION)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        engine = make_engine(settings)
+        engine = chosen_engine or make_engine(settings)
         hub = Hub()
         relay = Relay(engine, hub)
         canary = Canary(engine.send_canary, relay.deliver)

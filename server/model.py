@@ -324,6 +324,14 @@ class Problem(BaseModel):
     errors: list[FieldError] = []
 
 
+class Session(BaseModel):
+    """Who a token is: what `GET /api/session` answers."""
+
+    subject: str
+    admin: bool
+    blogs: list[str] = Field(description='the blogs this token may write; ["*"] for all')
+
+
 class Health(BaseModel):
     status: str
     engine: str

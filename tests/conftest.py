@@ -26,6 +26,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from server.app import create_app
+from server.engine import Engine
 from server.settings import Settings
 from server.streams.direct import DirectWebSocketProtocol
 
@@ -115,9 +116,9 @@ def redis_process() -> Iterator[RedisProcess]:
 class LiveServer:
     """livepush on uvicorn, serving real sockets on 127.0.0.1."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, engine)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
                                 ws=DirectWebSocketProtocol, ws_per_message_deflate=False, ws_max_size=64 * 1024)
         self.server = uvicorn.Server(config)

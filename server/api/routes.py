@@ -31,6 +31,7 @@ from server.model import (
     PostPage,
     PostResult,
     PostUpdate,
+    Session,
     is_slug,
 )
 from server.newsroom import scoped_idempotency
@@ -169,6 +170,12 @@ def _timed(request: Request, kind: str, started: float) -> None:
 
 
 # blogs
+
+
+async def session(request: Request) -> Response:
+    """Who the bearer token is and what it may write (a console checks a token with this)."""
+    principal = _writer(request, None)
+    return json_response({"subject": principal.subject, "admin": principal.admin, "blogs": sorted(principal.blogs)})
 
 
 async def list_blogs(request: Request) -> Response:
@@ -315,6 +322,8 @@ AUTH_ERRORS = (401, 403, 429)
 BODY_ERRORS = (400, 413, 415, 422)
 IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 412 when stale", {"type": "string"})
 OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/api/session", session, "Who this token is and which blogs it may write", 200, Session,
+              None, (401, 429), auth=True, tag="auth"),
     Operation("GET", "/api/blogs", list_blogs, "List blogs", 200, BlogList),
     Operation("POST", "/api/blogs", create_blog, "Create a blog", 201, Blog, BlogCreate,
               (*AUTH_ERRORS, *BODY_ERRORS, 409), auth=True),

@@ -43,17 +43,8 @@ class BrowserServer(LiveServer):
 
     def __init__(self, settings: Settings, port: int = 0, engine: Engine | None = None) -> None:
         self.engine = engine
-        super().__init__(settings)
+        super().__init__(settings, engine)
         self.server.config.port = port
-
-    async def start(self) -> None:
-        if self.engine is None:
-            await super().start()
-            return
-        engine = self.engine
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("server.app.make_engine", lambda settings: engine)
-            await super().start()  # the lifespan (which builds the engine) runs inside start()
 
 
 ServerFactory = Callable[..., Awaitable[BrowserServer]]

@@ -407,3 +407,12 @@ async def test_writes_beyond_the_rate_are_429_with_retry_after(start_server: Ser
     assert int(limited.headers["retry-after"]) >= 1 and problem["code"] == "rate_limited"
     assert (await server.blog())["post_count"] == 2
     assert (await server.http.get("/api/blogs/b1/posts")).status_code == 200  # reads are not limited
+
+
+async def test_session_says_who_a_token_is(server: LiveServer) -> None:
+    admin = (await server.http.get("/api/session", headers=server.auth())).json()
+    assert admin == {"subject": "admin", "admin": True, "blogs": ["*"]}
+    scoped = await server.http.get("/api/session", headers=server.auth(mint_token(JWT_SECRET, ["b2", "b1"], 60,
+                                                                                      subject="desk")))
+    assert scoped.json() == {"subject": "desk", "admin": False, "blogs": ["b1", "b2"]}
+    assert_problem(await server.http.get("/api/session"), 401, "Authorization")
