@@ -32,6 +32,7 @@ from server.demo import IMAGES, load_demo
 from server.drain import Drainer
 from server.engine import Engine, EngineError
 from server.feed import Feeds
+from server.headers import SecurityHeaders
 from server.hub import CLOSE_RESTARTING, Hub
 from server.metrics import Metrics
 from server.newsroom import Newsroom
@@ -118,7 +119,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client"),
         Mount("/static/demo", StaticFiles(directory=str(IMAGES)), name="demo-images"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[_read_cors(settings)], exception_handlers={
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders), _read_cors(settings)],
+                     exception_handlers={
         ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
     })
 

@@ -315,7 +315,9 @@ async def test_zone_labels_follow_the_server_rendered_page(start_server: ServerF
 @pytest.mark.parametrize("block", [
     "delete window.WebSocket;",
     "window.WebSocket = function () { throw new DOMException('blocked', 'SecurityError'); };",
-    "window.WebSocket = class extends WebSocket { constructor() { super('ws://127.0.0.1:9/'); } };",
+    # A handshake the server refuses (HTTP 403 for an unknown WebSocket path), on this origin so the CSP allows it.
+    "window.WebSocket = class extends WebSocket {"
+    " constructor() { super(location.origin.replace('http', 'ws') + '/ws/refused'); } };",
 ], ids=["missing", "throwing", "refused"])
 async def test_server_sent_events_stand_in_when_websockets_fail(server: BrowserServer, blog: dict[str, Any],
                                                                 open_page: PageFactory, page_errors: PageErrors,

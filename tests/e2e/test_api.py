@@ -416,3 +416,11 @@ async def test_session_says_who_a_token_is(server: LiveServer) -> None:
                                                                                       subject="desk")))
     assert scoped.json() == {"subject": "desk", "admin": False, "blogs": ["b1", "b2"]}
     assert_problem(await server.http.get("/api/session"), 401, "Authorization")
+
+
+async def test_security_headers(server: LiveServer, blog: dict[str, Any]) -> None:
+    page = await server.http.get("/blogs/b1")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "SAMEORIGIN"
+    api = await server.http.get("/api/blogs/b1")
+    assert api.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in api.headers
