@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from server.wire import Frame
 
@@ -65,7 +65,7 @@ class Reader:
         self._wake()
         return True
 
-    def start(self, first: Iterable[Frame], after: int) -> bool:
+    def start(self, first: Sequence[Frame], after: int) -> bool:
         """Queue the first messages, then the parked live events newer than *after*.
 
         Returns False (and closes with 1013) if the parked events do not continue at after+1:
@@ -84,7 +84,8 @@ class Reader:
             self._queue.append(frame)
             expected += 1
         self.seq = expected - 1
-        self._bytes = sum(len(f.data) for f in self._queue)
+        # The first message (a snapshot can be large) is owed to every reader: only what follows counts.
+        self._bytes = sum(len(f.data) for f in self._queue) - sum(len(f.data) for f in first)
         self._wake()
         return True
 

@@ -94,7 +94,16 @@ def _post_id(request: Request) -> str:
 
 
 def _writer(request: Request, blog_id: str | None) -> Principal:
-    """The authenticated publisher; 401 without a valid token, 403 if it may not write *blog_id*."""
+    """The authenticated publisher; 401 without a valid token, 403 if it may not write *blog_id*, 429 if too fast."""
+    principal = _principal(request)
+    if blog_id is not None and not principal.may_write(blog_id):
+        raise ApiError(403, "forbidden", f"this token may not write blog {blog_id!r}", field="Authorization")
+    _limit_rate(request, principal)
+    return principal
+
+
+def _principal(request: Request) -> Principal:
+    """Who the bearer token is; 401 without a valid one."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     challenge = 'Bearer realm="livepush"'
     if scheme.lower() != "bearer" or not token.strip():
@@ -105,9 +114,6 @@ def _writer(request: Request, blog_id: str | None) -> Principal:
     except Unauthorized as exc:
         raise ApiError(401, "invalid_token", str(exc), field="Authorization",
                        headers={"WWW-Authenticate": challenge + ', error="invalid_token"'}) from None
-    if blog_id is not None and not principal.may_write(blog_id):
-        raise ApiError(403, "forbidden", f"this token may not write blog {blog_id!r}", field="Authorization")
-    _limit_rate(request, principal)
     return principal
 
 
@@ -174,7 +180,7 @@ def _timed(request: Request, kind: str, started: float) -> None:
 
 async def session(request: Request) -> Response:
     """Who the bearer token is and what it may write (a console checks a token with this)."""
-    principal = _writer(request, None)
+    principal = _principal(request)
     return json_response({"subject": principal.subject, "admin": principal.admin, "blogs": sorted(principal.blogs)})
 
 
@@ -284,7 +290,12 @@ async def list_events(request: Request) -> Response:
     blog = await svc.engine.get_blog(blog_id)
     frames = await svc.engine.events_since(blog_id, since, epoch)
     if frames is None:
-        reason = "the epoch changed" if epoch not in (None, blog.epoch) else "history no longer reaches back"
+        if epoch not in (None, blog.epoch):
+            reason = "the epoch changed"
+        elif since > blog.seq:
+            reason = f"the blog is only at seq {blog.seq}"
+        else:
+            reason = "history no longer reaches back"
         raise ApiError(410, "events_gone", f"events after {since} are not kept ({reason}); read the blog afresh",
                        field="since")
     top = frames[-1].seq if frames else since

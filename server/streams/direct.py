@@ -16,7 +16,7 @@ fragments, no compression: permessage-deflate is off); pings, pongs and closes s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -107,7 +107,7 @@ class DirectReader(Reader):
         self.quiet = False
         return True
 
-    def start(self, first: Iterable[Frame], after: int) -> bool:
+    def start(self, first: Sequence[Frame], after: int) -> bool:
         if not super().start(first, after):
             return False
         for frame in self.take():

@@ -11,7 +11,11 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class BadStreamRequest(ValueError):
-    """The resume parameters are malformed; the message names the parameter."""
+    """The resume parameters are malformed; `field` names the parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +32,11 @@ def parse_stream_request(connection: HTTPConnection, last_event_id: str | None =
     since = None
     if raw_since:
         if not raw_since.isdigit() or len(raw_since) > 15:
-            raise BadStreamRequest("since must be a non-negative integer seq")
+            raise BadStreamRequest("since", "since must be a non-negative integer seq")
         since = int(raw_since)
     epoch = connection.query_params.get("epoch") or None
     if epoch is not None and (len(epoch) > 64 or not epoch.isalnum()):
-        raise BadStreamRequest("epoch must be the epoch string the server sent")
+        raise BadStreamRequest("epoch", "epoch must be the epoch string the server sent")
     return StreamRequest(blog_id, since, epoch)
 
 

@@ -34,7 +34,7 @@ async def sse_stream(request: Request) -> Response:
     try:
         stream = parse_stream_request(request, request.headers.get("last-event-id"))
     except BadStreamRequest as exc:
-        return problem_response(ApiError(422, "invalid_field", str(exc), field="since"))
+        return problem_response(ApiError(422, "invalid_field", str(exc), field=exc.field))
     address = request.client.host if request.client else "unknown"
     try:
         svc.admission.admit(address)

@@ -65,7 +65,9 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest) ->
     limit = svc.settings.reader_buffer_bytes
     reader = DirectReader(direct, limit) if direct is not None and svc.settings.direct_write else Reader(limit)
     try:
-        attached = await svc.feeds.open(reader, request.blog_id, request.since, request.epoch)
+        # The contract resumes only with both: a seq without its epoch could count in another history.
+        since = request.since if request.epoch is not None else None
+        attached = await svc.feeds.open(reader, request.blog_id, since, request.epoch)
     except BlogNotFound:
         await websocket.close(CLOSE_UNKNOWN_BLOG, "unknown blog")
         return

@@ -279,6 +279,8 @@ async def test_sse_refuses_unknown_blogs_and_foreign_origins(server: LiveServer,
     assert foreign.status_code == 403 and foreign.json()["field"] == "Origin"
     bad = await server.http.get("/sse/blogs/b1?since=-1")
     assert bad.status_code == 422 and bad.json()["field"] == "since"
+    bad_epoch = await server.http.get("/sse/blogs/b1?since=1&epoch=not-an-epoch!")
+    assert bad_epoch.status_code == 422 and bad_epoch.json()["field"] == "epoch"
 
 
 async def test_stream_caps_refuse_with_a_retry_hint(start_server: ServerFactory) -> None:
@@ -307,3 +309,13 @@ async def test_the_process_cap_refuses_when_full(start_server: ServerFactory) ->
         await first.next()
         async with server.reader() as second:
             assert await second.closed() == (1013, "this server is full; retry later")
+
+
+async def test_a_seq_without_its_epoch_gets_a_snapshot(server: LiveServer, blog: dict[str, Any]) -> None:
+    """The contract replays only when since AND epoch are given: a bare seq could count in another history."""
+    await server.publish(headline="One")
+    await server.publish(headline="Two")
+    url = f"{server.ws_base}/ws/blogs/b1?since=1"
+    async with connect(url, max_queue=None) as connection:
+        first = orjson.loads(await asyncio.wait_for(connection.recv(), 5))
+    assert first["type"] == "snapshot" and first["seq"] == 2
