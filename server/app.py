@@ -34,6 +34,7 @@ from server.engine import Engine, EngineError
 from server.feed import Feeds
 from server.headers import SecurityHeaders
 from server.hub import CLOSE_RESTARTING, Hub
+from server.logs import RequestIds
 from server.metrics import Metrics
 from server.newsroom import Newsroom
 from server.pages.render import PageRenderer
@@ -119,7 +120,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client"),
         Mount("/static/demo", StaticFiles(directory=str(IMAGES)), name="demo-images"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders), _read_cors(settings)],
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds), Middleware(SecurityHeaders),
+                                                                  _read_cors(settings)],
                      exception_handlers={
         ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
     })

@@ -18,6 +18,7 @@ import uvicorn
 
 from server.auth import mint_token, parse_ttl
 from server.demo import DEMO_BLOG_ID
+from server.logs import log_config
 from server.settings import Settings, SettingsError
 from server.streams.direct import DirectWebSocketProtocol
 
@@ -91,7 +92,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         loop="auto", http="auto", ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
         ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
-        access_log=settings.access_log,
+        access_log=settings.access_log, log_config=log_config(settings.log_level, settings.log_json),
     )
     return 0
 

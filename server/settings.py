@@ -44,6 +44,7 @@ class Settings:
     write_rate: float = 100.0
     write_burst: float = 500.0
     access_log: bool = False
+    log_json: bool = True
     log_level: str = "info"
 
     @classmethod
@@ -87,6 +88,7 @@ class Settings:
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),
             direct_write=reader.flag("LIVEPUSH_DIRECT_WRITE", default=True),
             access_log=reader.flag("LIVEPUSH_ACCESS_LOG", default=False),
+            log_json=(reader.text("LIVEPUSH_LOG_FORMAT") or "json").lower() != "text",
             drain_seconds=reader.number("LIVEPUSH_DRAIN_SECONDS", 10.0, low=0.0, high=600.0),
             max_streams=reader.integer("LIVEPUSH_MAX_STREAMS", 0, low=0, high=10_000_000),
             max_streams_per_address=reader.integer("LIVEPUSH_MAX_STREAMS_PER_ADDRESS", 0, low=0, high=10_000_000),
@@ -94,6 +96,8 @@ class Settings:
             write_burst=reader.number("LIVEPUSH_WRITE_BURST", 500.0, low=1.0, high=1e7),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
         )
+        if (env.get("LIVEPUSH_LOG_FORMAT") or "json").strip().lower() not in ("json", "text"):
+            errors.append("LIVEPUSH_LOG_FORMAT: json or text")
         if settings.log_level not in ("critical", "error", "warning", "info", "debug"):
             errors.append("LIVEPUSH_LOG_LEVEL: one of critical, error, warning, info, debug")
         if errors:

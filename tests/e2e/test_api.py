@@ -424,3 +424,9 @@ async def test_security_headers(server: LiveServer, blog: dict[str, Any]) -> Non
     assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "SAMEORIGIN"
     api = await server.http.get("/api/blogs/b1")
     assert api.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in api.headers
+
+
+async def test_request_ids_are_echoed_or_made(server: LiveServer) -> None:
+    assert (await server.http.get("/healthz", headers={"X-Request-ID": "trace-42"})).headers["x-request-id"] == "trace-42"
+    made = (await server.http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})).headers["x-request-id"]
+    assert made != "bad id with spaces" and len(made) == 16

@@ -63,3 +63,22 @@ def test_ttl(text: str, seconds: int) -> None:
 def test_bad_ttl(text: str) -> None:
     with pytest.raises(ValueError):
         parse_ttl(text)
+
+
+def test_log_lines_are_json_with_the_request_id_and_escaped() -> None:
+    import logging
+
+    import orjson
+
+    from server.logs import JsonFormatter, request_id
+
+    token = request_id.set("r-1")
+    try:
+        record = logging.LogRecord("livepush.test", logging.WARNING, __file__, 1, "headline %s", ("a\r\nforged",), None)
+        line = JsonFormatter().format(record)
+    finally:
+        request_id.reset(token)
+    assert "\n" not in line
+    parsed = orjson.loads(line)
+    assert parsed["message"] == "headline a\r\nforged" and parsed["request_id"] == "r-1"
+    assert parsed["level"] == "warning" and parsed["time"].endswith("Z")
