@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -52,14 +53,18 @@ def utc_now() -> datetime:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a trailing Z; milliseconds only when there are some."""
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    m = moment.astimezone(UTC)
+    text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+    return text + (f".{m.microsecond // 1000:03d}Z" if m.microsecond else "Z")
 
 
 def _to_utc(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("must be a date between 1900 and 2999") from exc
+    if not 1900 <= moment.year <= 2999:
+        raise ValueError("must be a date between 1900 and 2999")
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
@@ -101,7 +106,15 @@ def _body(value: str) -> str:
     return clean
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc), PlainSerializer(format_time, return_type=str)]
+def _text_time(value: object) -> object:
+    # RFC 3339 text only: pydantic would otherwise read 0 or 1690000000 as a Unix time.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string such as 2023-07-26T10:34:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_time), AfterValidator(_to_utc),
+                      PlainSerializer(format_time, return_type=str)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE),
                   AfterValidator(_single_line)]
@@ -149,6 +162,8 @@ class BlogCreate(_Input):
 class BlogUpdate(_Input):
     """What `PATCH /api/blogs/{blog}` accepts: any subset of the editable fields."""
 
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     title: Title = ""
     description: Description = ""
     authors: Authors = []
@@ -177,6 +192,8 @@ class PostCreate(_Input):
 
 class PostUpdate(_Input):
     """What `PATCH /api/blogs/{blog}/posts/{post}` accepts: any subset of the editable fields."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     headline: Headline = ""
     byline: Byline = ""

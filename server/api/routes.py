@@ -133,8 +133,8 @@ def _if_match(request: Request) -> int | None:
     if value is None or value.strip() == "*":
         return None
     tag = value.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise ApiError(412, "stale_version", "If-Match must be a post version such as \"3\"", field="If-Match")
+    if not tag.isdigit() or len(tag) > 15:
+        raise ApiError(400, "bad_if_match", 'If-Match must be a post version such as "3" (or *)', field="If-Match")
     return int(tag)
 
 
@@ -331,7 +331,8 @@ BLOG = "/api/blogs/{blog}"
 POST = "/api/blogs/{blog}/posts/{post}"
 AUTH_ERRORS = (401, 403, 429)
 BODY_ERRORS = (400, 413, 415, 422)
-IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 412 when stale", {"type": "string"})
+IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 412 when stale",
+                 {"type": "string", "pattern": '^(\\*|(W/)?"?[0-9]{1,15}"?)$'})
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/session", session, "Who this token is and which blogs it may write", 200, Session,
               None, (401, 429), auth=True, tag="auth"),
@@ -344,21 +345,23 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", BLOG + "/posts", create_post, "Publish a post", 201, PostResult, PostCreate,
               (*AUTH_ERRORS, *BODY_ERRORS, 404, 409), auth=True,
               params=(Param("Idempotency-Key", "header", "retries with the same key return the first result",
-                            {"type": "string", "maxLength": 255}),)),
+                            {"type": "string", "pattern": "^[ -~]{1,255}$"}),)),
     Operation("GET", BLOG + "/posts", list_posts, "Posts, pinned first, then newest (or oldest) first", 200,
               PostPage, None, (404, 422),
               params=(Param("limit", "query", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
-                      Param("before", "query", "the `next` cursor of the previous page", {"type": "string"}),
+                      Param("before", "query", "the `next` cursor of the previous page",
+                            {"type": "string", "pattern": "^[A-Za-z0-9_-]{0,200}$"}),
                       Param("order", "query", "newest (default) or oldest first",
                             {"type": "string", "enum": ["newest", "oldest"]}))),
     Operation("GET", POST, get_post, "One post (ETag: its version)", 200, Post, None, (404,)),
     Operation("PATCH", POST, update_post, "Edit a post", 200, PostResult, PostUpdate,
               (*AUTH_ERRORS, *BODY_ERRORS, 404, 412), auth=True, params=(IF_MATCH,)),
     Operation("DELETE", POST, delete_post, "Delete a post", 200, DeleteResult, None,
-              (*AUTH_ERRORS, 404, 412), auth=True, params=(IF_MATCH,)),
+              (*AUTH_ERRORS, 400, 404, 412), auth=True, params=(IF_MATCH,)),
     Operation("GET", BLOG + "/events", list_events, "Events after a seq, for catch-up without a socket", 200,
               EventList, None, (404, 410, 422),
-              params=(Param("since", "query", "the last seq you have", {"type": "integer", "minimum": 0}, True),
+              params=(Param("since", "query", "the last seq you have",
+                            {"type": "integer", "minimum": 0, "maximum": 2**53}, True),
                       Param("epoch", "query", "the epoch that seq counts in; 410 when it changed",
                             {"type": "string"}))),
     Operation("GET", "/healthz", healthz, "The process is up", 200, Health, tag="operations"),
