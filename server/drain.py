@@ -64,7 +64,8 @@ class Drainer:
         total = self._hub.count()
         batches = max(1, int(self._seconds / BATCH_INTERVAL))
         per_batch = max(1, -(-total // batches))  # ceiling division
-        log.warning("draining %d readers over %.1fs before stopping", total, self._seconds)
+        if total:
+            log.warning("draining %d readers over %.1fs before stopping", total, self._seconds)
         while self._hub.count():
             self._hub.close_some(per_batch, CLOSE_RESTARTING, "server restarting; reconnect")
             await asyncio.sleep(BATCH_INTERVAL)
