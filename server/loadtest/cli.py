@@ -69,6 +69,10 @@ def build_parser(prog: str = "livepush loadtest") -> argparse.ArgumentParser:
     readers.add_argument("--slow-every", type=float, default=d.slow_every,
                          help="mean seconds of normal reading between a slow reader's pauses (±50%%)")
     readers.add_argument("--slow-pause", type=float, default=d.slow_pause, help="seconds a slow reader stops reading")
+    readers.add_argument("--sample", type=float, default=d.sample,
+                         help="fraction of readers that parse, check and time every message; the rest only count "
+                              "whole frames (cheap: for delivery rates one core of Python cannot parse); churning "
+                              "and slow readers are always sampled")
     readers.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
                          help="seconds for a TCP connect plus handshake")
     publish = parser.add_argument_group("publishing")
@@ -98,7 +102,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         url=args.url, blog=args.blog, readers=args.readers, transport=args.transport, duration=args.duration,
         ramp=args.ramp, publish_rate=args.publish_rate, token=token, create_blog=args.create_blog,
         post_bytes=args.post_bytes, churn=args.churn, churn_every=args.churn_every, churn_pause=args.churn_pause,
-        slow=args.slow, slow_every=args.slow_every, slow_pause=args.slow_pause, processes=args.processes,
+        slow=args.slow, slow_every=args.slow_every, slow_pause=args.slow_pause, sample=args.sample,
+        processes=args.processes,
         drain=args.drain, connect_timeout=args.connect_timeout, seed=args.seed, allow_remote=args.allow_remote,
         json_path=args.json_path, html_path=args.html_path, quiet=args.quiet)
 

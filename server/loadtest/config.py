@@ -90,6 +90,7 @@ class LoadConfig:
     slow: float = 0.0
     slow_every: float = 8.0
     slow_pause: float = 3.0
+    sample: float = 1.0
     processes: int = 0
     drain: float = 10.0
     connect_timeout: float = 10.0
@@ -137,6 +138,8 @@ class LoadConfig:
             (0 <= self.churn <= 1, "--churn: a fraction between 0 and 1"),
             (0 <= self.slow <= 1, "--slow: a fraction between 0 and 1"),
             (self.churn + self.slow <= 1, "--churn + --slow: together at most 1"),
+            (0 < self.sample <= 1, "--sample: a fraction above 0, at most 1"),
+            (self.sample == 1 or self.transport == "ws", "--sample below 1 needs --transport ws"),
             (self.churn_every > 0 and self.churn_pause >= 0, "--churn-every must be > 0, --churn-pause >= 0"),
             (self.slow_every > 0 and self.slow_pause > 0, "--slow-every and --slow-pause: must be > 0"),
             (0 <= self.post_bytes <= 60_000, "--post-bytes: between 0 and 60000"),

@@ -84,7 +84,9 @@ def summary_table(summary: Summary) -> Group:
     served = "" if summary.all_served_after is None else f" (all within {summary.all_served_after:.2f} s)"
     head.add_row("readers", f"{summary.readers:,} requested, {summary.started:,} served{served}, peak "
                             f"{summary.peak_connected:,} connected at once, {summary.checks.steady_readers:,} steady; "
-                            f"churn {config['churn']:.0%}, slow {config['slow']:.0%}")
+                            f"churn {config['churn']:.0%}, slow {config['slow']:.0%}"
+                            + ("" if config.get("sample", 1) == 1 else
+                               f", sample {config['sample']:.0%} parsed and timed (the rest counted)"))
     publisher = summary.publisher
     head.add_row("posts", f"{publisher.acknowledged:,} acknowledged of {publisher.attempted:,} "
                           f"at {config['publish_rate']}/s; POST p50 {ms(publisher.latency.p50)}, "

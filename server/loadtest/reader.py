@@ -9,6 +9,11 @@ worker's loop: no task per reader.
 Latency is recorded only for live deliveries to readers that read at full speed: a post stamped
 before the current connection started was replayed on resume, and a slow reader's delay is of
 its own making.
+
+A *counting* reader (outside the `--sample`) parses its first message (the snapshot) and then
+only counts messages: no seq check and no latency, just `deliveries` and a position that
+advances by one per message, so a shortfall still shows as lost and an excess as
+`count_excess`. Churning and slow readers always parse.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class SimReader:
         "connect_ns",
         "connection",
         "connections",
+        "counting",
         "failures",
         "fatal",
         "host",
@@ -93,11 +99,13 @@ class SimReader:
         "steady",
     )
 
-    def __init__(self, host: Host, index: int, churner: bool = False, slow: bool = False) -> None:
+    def __init__(self, host: Host, index: int, churner: bool = False, slow: bool = False,
+                 counting: bool = False) -> None:
         self.host = host
         self.index = index
         self.churner = churner
         self.slow = slow
+        self.counting = counting and not churner and not slow
         self.checker = SequenceChecker()
         self.connection: Connection | None = None
         self.state = State.IDLE
@@ -140,6 +148,7 @@ class SimReader:
 
     def drain(self) -> None:
         """Stop churning and pausing; reconnect now if waiting to."""
+        self.settle()
         if self.paused and self.connection is not None:
             self.connection.resume()
         self.paused = False
@@ -147,6 +156,11 @@ class SimReader:
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self.connect()
+
+    def settle(self) -> None:
+        """A counting reader reads what has arrived now instead of waiting for a batch."""
+        if self.counting and self.connection is not None:
+            self.connection.settle()
 
     def finish(self) -> None:
         """Close for good (the run is over)."""
@@ -222,6 +236,15 @@ class SimReader:
                 stats.other_messages += 1
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             stats.error("protocol_errors", f"reader {self.index}: unreadable message ({exc!r}): {bytes(data[:80])!r}")
+
+    def on_frames(self, count: int) -> None:
+        """A counting reader's *count* more messages: assumed to be the next seqs (the sample checks order)."""
+        stats = self.host.stats
+        stats.deliveries += count
+        stats.counted += count
+        self.received += count
+        self.checker.last += count
+        self._first_pending = False
 
     def on_failed(self, status: int, detail: str) -> None:
         stats = self.host.stats

@@ -21,7 +21,7 @@ SIGNIFICANT_DIGITS = 3
 
 # Counter names, in the order reports show them. Each is an attribute of WorkerStats.
 COUNTERS = (
-    "deliveries", "live", "replayed", "snapshots", "pings", "other_messages",
+    "deliveries", "live", "counted", "count_excess", "replayed", "snapshots", "pings", "other_messages",
     "connects", "disconnects", "churned", "evicted", "dropped_stalled", "restarted", "server_closed", "slow_pauses",
     "connect_failures", "refused", "abnormal_closes", "protocol_errors", "unknown_blog",
     "gaps", "duplicates", "reordered", "regressions", "resume_snapshots", "epoch_changes",
@@ -51,6 +51,8 @@ class WorkerStats:
         self.connected = 0
         self.deliveries = 0
         self.live = 0
+        self.counted = 0
+        self.count_excess = 0
         self.replayed = 0
         self.snapshots = 0
         self.pings = 0

@@ -2,7 +2,8 @@
 
 `lost` is counted against the publisher's acknowledgements: for each steady reader (connected
 through the whole run, never closed), every acknowledged seq after the one it started from
-must have arrived. A gap in the middle stays a hole; a reader that stopped short is missing
+must have arrived (for a counting reader, outside `--sample`, its message count must reach the
+last seq; beyond it is `count_excess`). A gap in the middle stays a hole; a reader that stopped short is missing
 everything after its last seq. Duplicates, reorders and gaps come from every reader, steady or
 not, including across resumes.
 """
@@ -105,6 +106,7 @@ class Checks:
     regressions: int = 0
     resume_snapshots: int = 0
     epoch_changes: int = 0
+    count_excess: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,7 @@ class Summary:
     interrupted: bool
     problems: list[str]
     warnings: list[str]
+    t0: float = 0.0  # second 0 of the run as Unix time, so series and posts can be lined up with other clocks
 
     @property
     def healthy(self) -> bool:
@@ -239,7 +242,7 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
     acked_seqs = [post.seq for post in acked if post.seq is not None]
     lost, lost_posts = count_lost(acked_seqs, steady)
     checks = Checks(len(steady), lost, lost_posts, totals["duplicates"], totals["reordered"], totals["gaps"],
-                    totals["regressions"], totals["resume_snapshots"], totals["epoch_changes"])
+                    totals["regressions"], totals["resume_snapshots"], totals["epoch_changes"], totals["count_excess"])
 
     series = _series(aggregate, publisher, t0)
     posts = [PostFigures(
@@ -277,7 +280,8 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
 
     problems = [f"{name}: {value}" for name, value in (
         ("lost", checks.lost), ("duplicated", checks.duplicated), ("reordered", checks.reordered),
-        ("gaps", checks.gaps), ("regressions", checks.regressions)) if value]
+        ("gaps", checks.gaps), ("regressions", checks.regressions),
+        ("counted beyond the last seq", checks.count_excess)) if value]
     if config.readers and not started:
         problems.append("no reader ever connected")
     if config.publishing and not acked:
@@ -313,7 +317,7 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
         time_to_last_reader=Percentiles.of_values(p.last_reader_ms for p in posts if p.last_reader_ms is not None),
         deliveries_per_second=round(rate, 1), peak_deliveries_per_second=max((s.deliveries for s in series), default=0),
         posts=posts, series=series, checks=checks, cpu=cpu, drained=drained, interrupted=interrupted,
-        problems=problems, warnings=warnings)
+        problems=problems, warnings=warnings, t0=round(t0, 6))
 
 
 def _series(aggregate: Aggregate, publisher: Publisher, t0: float) -> list[SecondFigures]:

@@ -2,8 +2,9 @@
 
 A transport is a plain `asyncio.Protocol` per connection: bytes in, whole messages out,
 delivered synchronously to its `Listener` with the time they arrived. It calls `on_open` once
-the handshake succeeds, `on_message` per message, and exactly one of `on_failed` (before open)
-or `on_closed` (after open).
+the handshake succeeds, `on_message` per message (or, on a counting connection after its first
+message, `on_frames` per read), and exactly one of `on_failed` (before open) or `on_closed`
+(after open).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Listener(Protocol):
         """One whole message (JSON bytes), received at *now_ns* (time.time_ns())."""
         ...
 
+    def on_frames(self, count: int) -> None:
+        """*count* more whole text messages arrived on a counting connection (not parsed, see transport_ws)."""
+        ...
+
     def on_failed(self, status: int, detail: str) -> None:
         """The connection never opened: *status* is the HTTP status, 0 for a network failure."""
         ...
@@ -57,3 +62,7 @@ class Connection(Protocol):
         ...
 
     def resume(self) -> None: ...
+
+    def settle(self) -> None:
+        """Read whatever has arrived now: a counting connection reads in batches while messages flow."""
+        ...

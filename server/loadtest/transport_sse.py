@@ -119,6 +119,9 @@ class SseConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
+    def settle(self) -> None:
+        """Nothing to do: an SSE connection always parses, and reads whatever arrives."""
+
     # internals
 
     def _start(self, head: bytes) -> bool:

@@ -30,19 +30,26 @@ from server.loadtest.stats import WorkerStats, cpu_seconds, peak_rss_mib
 from server.loadtest.system import event_loop_factory, raise_fd_limit
 from server.loadtest.transport import CLOSE_TIMEOUT, Connection
 from server.loadtest.transport_sse import SseConnection
-from server.loadtest.transport_ws import WsConnection
+from server.loadtest.transport_ws import WsConnection, batch_bytes
 
 SLOW_RECEIVE_BUFFER = 4096
 POLL_SECONDS = 0.05
 
 
-def roles(readers: int, churn: float, slow: float, seed: int) -> tuple[frozenset[int], frozenset[int]]:
-    """Which reader indices churn and which read slowly: the same draw in every worker."""
+def roles(readers: int, churn: float, slow: float, seed: int,
+          sample: float = 1.0) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    """Which reader indices churn, which read slowly, and which only count: the same draw in every worker.
+
+    Churning and slow readers are always in the sample (they need the full check); counting
+    readers are drawn from the rest until the sample is `sample` of all readers.
+    """
     order = list(range(readers))
     random.Random(seed).shuffle(order)  # noqa: S311 (a simulation, not security)
     churners = round(readers * churn)
     slow_readers = round(readers * slow)
-    return frozenset(order[:churners]), frozenset(order[churners:churners + slow_readers])
+    sampled = max(churners + slow_readers, round(readers * sample), 1 if readers else 0)
+    return (frozenset(order[:churners]), frozenset(order[churners:churners + slow_readers]),
+            frozenset(order[sampled:]))
 
 
 class Worker:
@@ -71,8 +78,10 @@ class Worker:
         self._t0 = 0.0
         self._tick_index = 0
         self._tick_timer: asyncio.TimerHandle | None = None
-        churners, slow = roles(config.readers, config.churn, config.slow, config.seed)
-        self.readers = [SimReader(self, index, index in churners, index in slow)
+        self._counted_at_tick = 0
+        self._batch = batch_bytes(config.publish_rate, config.post_bytes)
+        churners, slow, counting = roles(config.readers, config.churn, config.slow, config.seed, config.sample)
+        self.readers = [SimReader(self, index, index in churners, index in slow, index in counting)
                         for index in range(worker, config.readers, workers)]
         blog = quote(config.blog, safe="")
         kind = "ws" if config.transport == "ws" else "sse"
@@ -95,6 +104,15 @@ class Worker:
         drained = False
         if isinstance(command, Drain):
             drained = await self._drain(command.seq, command.seconds)
+            if command.seq is not None:
+                # A counting reader's position is its message count: past the last seq means extra messages.
+                # The last seq is the highest acknowledged or seen parsed by a sampled reader here (a post
+                # the server committed but whose answer the publisher never got is no excess).
+                seen = max((r.checker.last for r in self.readers if not r.counting and r.checker.started),
+                           default=command.seq)
+                last = max(command.seq, seen)
+                self.stats.count_excess += sum(r.checker.last - last for r in self.readers
+                                               if r.counting and r.checker.started and r.checker.last > last)
         await self._finish()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
@@ -114,7 +132,8 @@ class Worker:
         timeout = self.config.connect_timeout
         if self.config.transport == "ws":
             scheme = "wss" if self._target.secure else "ws"
-            connection = WsConnection(reader, f"{scheme}://{self._target.host_header}{path}", timeout)
+            connection = WsConnection(reader, f"{scheme}://{self._target.host_header}{path}", timeout,
+                                      counting=reader.counting, batch=self._batch)
         else:
             request = SseConnection.request(self._target.host_header, path, since)
             connection = SseConnection(reader, request, timeout)
@@ -161,8 +180,15 @@ class Worker:
         self._tick_timer = self.loop.call_at(self._t0 + self._tick_index + 1, self._on_tick)
 
     def _on_tick(self) -> None:
+        counted = self.stats.counted
         self._send_tick()
         self._schedule_tick()
+        if counted == self._counted_at_tick:
+            # A quiet second: counting readers stop batching, so nothing waits in a kernel buffer (a
+            # server's WebSocket ping included) until the next message.
+            for reader in self.readers:
+                reader.settle()
+        self._counted_at_tick = counted
 
     def _send_tick(self) -> None:
         self.pipe.send(self.stats.tick(self.worker, self._tick_index))

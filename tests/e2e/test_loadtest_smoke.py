@@ -97,3 +97,23 @@ def test_the_checker_tells_gaps_duplicates_and_reorders_apart() -> None:
     assert [checker.event(seq) for seq in (6, 8, 7, 8)] == [OK, GAP, REORDERED, DUPLICATE]
     assert (checker.gaps, checker.reordered, checker.duplicates, checker.missing()) == (1, 1, 1, 0)
     assert checker.snapshot(3, "e2") == OK and checker.epoch_changes == 1  # a new epoch starts afresh
+
+
+@pytest.mark.parametrize("engine_kind", ["memory"])  # the tool's counting mode is the subject, not the engine
+async def test_counting_readers_are_held_to_the_same_no_loss_check(start_server: ServerFactory,
+                                                                    tmp_path: Path) -> None:
+    """With --sample 0.1 most readers only count frames, in batches; every one still reaches the last seq."""
+    server = await start_server()
+    await server.create_blog("b1")
+    summary_path = tmp_path / "summary.json"
+    status, output = await run_tool(
+        "--url", server.base, "--blog", "b1", "--readers", "200", "--ramp", "0.5", "--duration", "2",
+        "--publish-rate", "20", "--sample", "0.1", "--drain", "5", "--processes", "1", "--quiet",
+        "--json", str(summary_path))
+    summary: dict[str, Any] = orjson.loads(summary_path.read_bytes())
+    checks, counts = summary["checks"], summary["counts"]
+    assert (checks["lost"], checks["duplicated"], checks["count_excess"]) == (0, 0, 0), summary["error_samples"]
+    assert status == 0, output
+    assert checks["steady_readers"] == 200
+    assert counts["counted"] > 0 and summary["latency"]["count"] > 0  # both kinds of reader were at work
+    assert counts["deliveries"] == 200 * summary["publisher"]["acknowledged"]
