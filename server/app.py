@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine = chosen_engine or make_engine(settings)
         hub = Hub()
         relay = Relay(engine, hub)
-        canary = Canary(engine.send_canary, relay.deliver)
+        canary = Canary(engine.send_canary, relay.deliver, timeout=settings.canary_timeout)
         admission = Admission(settings.max_streams, settings.max_streams_per_address)
         feeds = Feeds(engine, hub, relay, settings.snapshot_size)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,

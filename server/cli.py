@@ -93,6 +93,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         loop="auto", http="auto", ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
         ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
         access_log=settings.access_log, log_config=log_config(settings.log_level, settings.log_json),
+        backlog=16384,  # a reconnect storm of 10k readers overflows the default 2048
     )
     return 0
 

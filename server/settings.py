@@ -39,6 +39,7 @@ class Settings:
     idempotency_ttl: int = 24 * 3600
     direct_write: bool = True
     drain_seconds: float = 10.0
+    canary_timeout: float = 10.0
     max_streams: int = 0
     max_streams_per_address: int = 0
     write_rate: float = 100.0
@@ -90,6 +91,7 @@ class Settings:
             access_log=reader.flag("LIVEPUSH_ACCESS_LOG", default=False),
             log_json=(reader.text("LIVEPUSH_LOG_FORMAT") or "json").lower() != "text",
             drain_seconds=reader.number("LIVEPUSH_DRAIN_SECONDS", 10.0, low=0.0, high=600.0),
+            canary_timeout=reader.number("LIVEPUSH_CANARY_TIMEOUT", 10.0, low=2.0, high=600.0),
             max_streams=reader.integer("LIVEPUSH_MAX_STREAMS", 0, low=0, high=10_000_000),
             max_streams_per_address=reader.integer("LIVEPUSH_MAX_STREAMS_PER_ADDRESS", 0, low=0, high=10_000_000),
             write_rate=reader.number("LIVEPUSH_WRITE_RATE", 100.0, low=0.0, high=1e6),

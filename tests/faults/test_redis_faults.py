@@ -190,7 +190,7 @@ async def test_readyz_turns_503_when_events_stop_flowing_though_redis_answers_pi
     import redis as redis_client
 
     with private_redis("--appendonly", "no") as redis:
-        async with in_process_node(redis) as server:
+        async with in_process_node(redis, canary_timeout=2.5) as server:
             assert (await server.http.get("/readyz")).status_code == 200
             admin = redis_client.Redis(port=redis.port)
             admin.client_pause(6000, all=False)  # WRITE mode: PUBLISH waits, PING answers
