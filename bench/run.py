@@ -2,7 +2,7 @@
 
     bash bench/setup_baseline.sh                  # once: the baseline's own environment
     .venv/bin/pip install py-spy                  # once, for the profiles (or: pip install -e '.[bench]')
-    .venv/bin/python -m bench.run --quick         # a few minutes: every variant, fewer and shorter scenarios
+    .venv/bin/python -m bench.run --quick         # ~9 minutes: every variant, fewer and shorter scenarios
     .venv/bin/python -m bench.run                 # the full table, about 20-25 minutes
 
 Loopback only. The server under test is pinned to one core (`taskset -c 0`, with its Redis),
@@ -59,7 +59,7 @@ class Plan:
         self.cpu_seconds = 4.0 if quick else 8.0
         self.rush_seconds = 4.0 if quick else 10.0
         self.rush_drain = 4.0 if quick else 10.0
-        self.ladder_rates = [8.0, 32.0] if quick else [4.0, 8.0, 16.0, 32.0, 64.0]
+        self.ladder_rates = [4.0, 16.0, 32.0] if quick else [4.0, 8.0, 16.0, 32.0, 64.0]
         self.bisections = 0 if quick else 2
         self.ladder_seconds = 3.0 if quick else 6.0
         self.profile_seconds = 5.0 if quick else 10.0
@@ -157,7 +157,8 @@ def measure_variant(ctx: Context, plan: Plan, variant: Variant) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a few minutes: fewer sizes, shorter runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="~9 minutes: fewer sizes, shorter runs, a coarse ladder (results under results/quick)")
     parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS),
                         help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS))
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the server (and its Redis)")
