@@ -64,7 +64,3 @@ def sanitize_html(html: str) -> str:
         )
     return _cleaner.clean(html).strip()
 
-
-def html_to_text(html: str) -> str:
-    """The visible text of sanitized HTML, whitespace collapsed (for summaries and JSON-LD)."""
-    return " ".join(nh3.clean(html, tags=set()).split())

@@ -9,6 +9,7 @@ message, `on_frames` per read), and exactly one of `on_failed` (before open) or 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 Payload = bytes | bytearray | memoryview
@@ -66,3 +67,24 @@ class Connection(Protocol):
     def settle(self) -> None:
         """Read whatever has arrived now: a counting connection reads in batches while messages flow."""
         ...
+
+
+class SocketControl(asyncio.Protocol):
+    """What both transports do the same way with their socket: abort it, and pause or resume reading."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def pause(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()

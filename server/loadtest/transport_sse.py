@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import cast
 
-from server.loadtest.transport import CLOSE_NORMAL, CLOSE_TIMEOUT, Listener
+from server.loadtest.transport import CLOSE_NORMAL, CLOSE_TIMEOUT, Listener, SocketControl
 
 MAX_HEAD = 64 * 1024
 
@@ -21,16 +21,16 @@ class ProtocolFault(ValueError):
     """The server's bytes are not a valid HTTP response or chunked body."""
 
 
-class SseConnection(asyncio.Protocol):
+class SseConnection(SocketControl):
     """An SSE client connection for one simulated reader."""
 
     __slots__ = ("_body", "_chunk_left", "_chunked", "_closer", "_crlf_left", "_ended", "_handshake_timeout",
-                 "_handshake_timer", "_head", "_listener", "_opened", "_raw", "_request", "_transport")
+                 "_handshake_timer", "_head", "_listener", "_opened", "_raw", "_request")
 
     def __init__(self, listener: Listener, request: bytes, handshake_timeout: float) -> None:
         self._listener = listener
         self._request = request
-        self._transport: asyncio.Transport | None = None
+        super().__init__()
         self._opened = False
         self._ended = False
         self._head = bytearray()
@@ -106,18 +106,6 @@ class SseConnection(asyncio.Protocol):
         """An EventSource closes by dropping the connection: there is no closing handshake."""
         if self._transport is not None:
             self._end(CLOSE_NORMAL, "closed by the reader")
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    def pause(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
 
     def settle(self) -> None:
         """Nothing to do: an SSE connection always parses, and reads whatever arrives."""

@@ -26,7 +26,7 @@ from websockets.http11 import Response
 from websockets.protocol import Event, State
 from websockets.uri import parse_uri
 
-from server.loadtest.transport import CLOSE_TIMEOUT, Listener
+from server.loadtest.transport import CLOSE_TIMEOUT, Listener, SocketControl
 
 _TEXT = Opcode.TEXT
 _CONT = Opcode.CONT
@@ -51,18 +51,18 @@ def batch_bytes(publish_rate: float, post_bytes: int, fill_seconds: float = 0.25
     return min(wanted, MAX_BATCH_BYTES) if wanted >= 2 * message else 0
 
 
-class WsConnection(asyncio.Protocol):
+class WsConnection(SocketControl):
     """A WebSocket client connection for one simulated reader."""
 
     __slots__ = ("_batch", "_batched", "_closer", "_counting", "_ended", "_fast", "_fragments", "_handshake_timeout",
-                 "_handshake_timer", "_head", "_listener", "_messages", "_opened", "_protocol", "_skip", "_transport")
+                 "_handshake_timer", "_head", "_listener", "_messages", "_opened", "_protocol", "_skip")
 
     def __init__(self, listener: Listener, uri: str, handshake_timeout: float, counting: bool = False,
                  batch: int = 0) -> None:
         self._listener = listener
         # max_size=None: a snapshot may carry 20 posts of up to 64 KiB each.
         self._protocol = ClientProtocol(parse_uri(uri), max_size=None)
-        self._transport: asyncio.Transport | None = None
+        super().__init__()
         self._opened = False
         self._ended = False
         self._fragments: bytearray | None = None
@@ -200,18 +200,6 @@ class WsConnection(asyncio.Protocol):
             self._protocol.send_close(1000)
             self._flush()
         self._close_soon()
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    def pause(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
 
     def settle(self) -> None:
         if self._batched:
