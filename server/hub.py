@@ -1,6 +1,8 @@
 """Local fan-out: hand one encoded event to every reader of a blog in this process.
 
-`Hub.broadcast()` never awaits. Each `Reader` owns a buffer bounded in bytes; `offer()` appends
+`Hub.broadcast()` never awaits: it queues the event for the blog's next *pass*, which hands
+every event that arrived since the previous pass to each reader at once (a `Batch`), a slice
+of readers per loop iteration. Each `Reader` owns a buffer bounded in bytes; `offer()` appends
 to it and wakes the reader's writer. A reader that falls behind is closed (1013) and resumes
 later with `since`, so one stalled browser can neither delay the others nor grow memory
 without limit.
@@ -15,8 +17,9 @@ any later event at or below the highest seq it was given: nothing twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from server.wire import Frame
 
@@ -63,6 +66,13 @@ class Reader:
             self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
             return False
         self._wake()
+        return True
+
+    def offer_batch(self, batch: Batch) -> bool:
+        """Queue every frame of *batch*; False (closed) when the reader fell too far behind."""
+        for frame in batch.frames:
+            if not self.offer(frame):
+                return False
         return True
 
     def start(self, first: Sequence[Frame], after: int) -> bool:
@@ -124,13 +134,58 @@ class Reader:
             waiter.set_result(None)
 
 
-class Hub:
-    """This process's readers, per blog."""
+class Batch:
+    """Consecutive events of one blog handed to its readers in one pass; their WebSocket bytes joined once."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_ws", "first", "frames", "last")
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+        self.first = frames[0].seq
+        self.last = frames[-1].seq
+        self._ws: bytes | None = None
+
+    @property
+    def ws(self) -> bytes:
+        """Every frame's WebSocket bytes back to back: one write per reader for the whole batch."""
+        if self._ws is None:
+            self._ws = b"".join(frame.ws for frame in self.frames)
+        return self._ws
+
+
+class _Fanout:
+    """One blog's fan-out in progress: the pass being written and the events waiting for the next."""
+
+    __slots__ = ("batch", "batch_received", "blog", "handle", "index", "pending", "received", "targets")
+
+    def __init__(self, blog: str) -> None:
+        self.blog = blog
+        self.pending: list[Frame] = []
+        self.received: list[float] = []
+        self.batch: Batch | None = None
+        self.batch_received: list[float] = []
+        self.targets: tuple[Reader, ...] = ()
+        self.index = 0
+        self.handle: asyncio.Handle | None = None
+
+
+class Hub:
+    """This process's readers, per blog, and the fan-out of each blog's events to them.
+
+    `broadcast()` only queues the event and schedules a pass: events that arrive while a pass
+    is being written (a busy moment) go out together in the next one, so under load a reader
+    gets several events in one write instead of one system call each. A pass writes to
+    `slice_size` readers per loop iteration and then yields, so publishing requests, new
+    connections and other blogs are served while a fan-out to many readers runs.
+    """
+
+    def __init__(self, slice_size: int = 512) -> None:
         self._readers: dict[str, set[Reader]] = {}
+        self._fanouts: dict[str, _Fanout] = {}
+        self._slice = slice_size
         self.delivered = 0
         self.evicted = 0
+        self.observe_fanout: Callable[[float], None] | None = None  # seconds from broadcast() to the last reader
 
     def add(self, blog_id: str, reader: Reader) -> None:
         self._readers.setdefault(blog_id, set()).add(reader)
@@ -142,23 +197,76 @@ class Hub:
             if not readers:
                 del self._readers[blog_id]
 
-    def broadcast(self, frame: Frame) -> int:
-        """Queue *frame* for each local reader of its blog; return how many took it."""
-        readers = self._readers.get(frame.blog)
-        if not readers:
-            return 0
+    def broadcast(self, frame: Frame) -> None:
+        """Queue *frame* for every local reader of its blog; written by the next pass."""
+        if frame.blog not in self._readers:
+            return  # a reader attaching later starts at or after this event
+        fanout = self._fanouts.get(frame.blog)
+        if fanout is None:
+            fanout = self._fanouts[frame.blog] = _Fanout(frame.blog)
+        fanout.pending.append(frame)
+        fanout.received.append(time.perf_counter())
+        if fanout.handle is None:
+            fanout.handle = asyncio.get_running_loop().call_soon(self._run, fanout)
+
+    def flush(self) -> None:
+        """Finish every fan-out now, without yielding (tests; shutdown)."""
+        for fanout in list(self._fanouts.values()):
+            if fanout.handle is not None:
+                fanout.handle.cancel()
+                fanout.handle = None
+            while self._step(fanout):
+                pass
+
+    def _run(self, fanout: _Fanout) -> None:
+        fanout.handle = None
+        if self._step(fanout):
+            fanout.handle = asyncio.get_running_loop().call_soon(self._run, fanout)
+
+    def _step(self, fanout: _Fanout) -> bool:
+        """Write one slice of *fanout*'s pass; True while there is more to write."""
+        if fanout.batch is None:
+            if not fanout.pending:
+                if self._fanouts.get(fanout.blog) is fanout:
+                    del self._fanouts[fanout.blog]
+                return False
+            fanout.batch = Batch(fanout.pending)
+            fanout.batch_received, fanout.pending, fanout.received = fanout.received, [], []
+            fanout.targets = tuple(self._readers.get(fanout.blog, ()))
+            fanout.index = 0
+        batch, end = fanout.batch, fanout.index + self._slice
+        readers = self._readers.get(fanout.blog)
+        count = len(batch.frames)
         delivered = 0
-        for reader in tuple(readers):
-            if reader.offer(frame):
-                delivered += 1
-            else:
+        for reader in fanout.targets[fanout.index:end]:
+            if reader.offer_batch(batch):
+                delivered += count
+            elif readers is not None and reader in readers:
                 readers.discard(reader)
                 self.evicted += 1
         self.delivered += delivered
-        return delivered
+        fanout.index = end
+        if end < len(fanout.targets):
+            return True
+        self._finish_pass(fanout)
+        return True
+
+    def _finish_pass(self, fanout: _Fanout) -> None:
+        observe = self.observe_fanout
+        if observe is not None:
+            now = time.perf_counter()
+            for received in fanout.batch_received:
+                observe(now - received)
+        fanout.batch, fanout.batch_received, fanout.targets = None, [], ()
 
     def close_blog(self, blog_id: str, code: int, reason: str) -> int:
-        """Close every reader of *blog_id* (they resume with since); return how many."""
+        """Close every reader of *blog_id* (they resume with since); return how many.
+
+        Events not yet written are dropped with them: they belong to the history being left.
+        """
+        fanout = self._fanouts.pop(blog_id, None)
+        if fanout is not None and fanout.handle is not None:
+            fanout.handle.cancel()
         readers = self._readers.pop(blog_id, set())
         for reader in readers:
             reader.close(code, reason)

@@ -67,6 +67,10 @@ class Metrics:
         self.errors = Counter("livepush_http_errors", "API errors by status", ["status"], registry=self.registry)
         self.streams = Counter("livepush_streams_opened", "Streams opened", ["transport", "start"],
                                registry=self.registry)
+        self.fanout_seconds = Histogram(
+            "livepush_fanout_seconds", "From an event reaching this process to its write to the last local reader",
+            registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+        hub.observe_fanout = self.fanout_seconds.observe
         self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission))
 
     def render(self) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
-from server.hub import CLOSE_TRY_LATER, Reader
+from server.hub import CLOSE_TRY_LATER, Batch, Reader
 from server.wire import Frame
 
 EXTENSION = "livepush.direct"
@@ -94,16 +94,25 @@ class DirectReader(Reader):
             return super().offer(frame)
         if frame.seq <= self.seq:
             return True  # already covered by the first message
+        return self._write(frame.ws, frame.seq)
+
+    def offer_batch(self, batch: Batch) -> bool:
+        if self.seq != batch.first - 1 or self._parked is not None or self.close_code is not None:
+            return super().offer_batch(batch)  # frame by frame: drops what the first message covered
+        return self._write(batch.ws, batch.last)
+
+    def _write(self, data: bytes, seq: int) -> bool:
+        """Write *data* (events up to *seq*) unless the peer is past its bound; False when closed."""
         socket = self._socket
         try:
             if socket.buffered() > self._limit:
                 self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
                 return False
-            socket.write(frame.ws)
+            socket.write(data)
         except (RuntimeError, OSError):  # the transport went away under us: the endpoint cleans up
             self.close_code = 1006
             return False
-        self.seq = frame.seq
+        self.seq = seq
         self.quiet = False
         return True
 

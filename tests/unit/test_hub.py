@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from server.hub import CLOSE_TRY_LATER, Hub, Reader
+import asyncio
+
+from server.hub import CLOSE_TRY_LATER, Batch, Hub, Reader
 from server.wire import Frame
 
 
@@ -36,13 +38,70 @@ def test_parked_events_continue_the_first_message_or_close() -> None:
     assert not gap.start([frame(4)], after=4) and gap.close_code == CLOSE_TRY_LATER
 
 
-def test_broadcast_drops_evicted_readers_and_counts() -> None:
+async def test_broadcast_drops_evicted_readers_and_counts() -> None:
     hub = Hub()
     fast, slow = Reader(1000), Reader(15)
     for reader in (fast, slow):
         reader.start([], after=0)
         hub.add("b1", reader)
-    assert hub.broadcast(frame(1)) == 2
-    assert hub.broadcast(frame(2)) == 1  # slow is now past its 15 bytes
+    hub.broadcast(frame(1))
+    hub.flush()
+    hub.broadcast(frame(2))
+    hub.flush()  # slow is now past its 15 bytes
     assert hub.count("b1") == 1 and hub.evicted == 1 and hub.delivered == 3
-    assert hub.broadcast(frame(1, blog="other")) == 0
+    hub.broadcast(frame(1, blog="other"))
+    hub.flush()
+    assert hub.delivered == 3
+
+
+async def test_events_that_arrive_during_a_pass_go_out_together_in_the_next() -> None:
+    hub = Hub(slice_size=2)
+    readers = [Reader(10_000) for _ in range(5)]
+    batches: list[list[int]] = []
+
+    class Recording(Reader):
+        def offer_batch(self, batch: Batch) -> bool:
+            batches.append([f.seq for f in batch.frames])
+            return super().offer_batch(batch)
+
+    watcher = Recording(10_000)
+    for reader in [*readers, watcher]:
+        reader.start([], after=0)
+        hub.add("b1", reader)
+    hub.broadcast(frame(1))
+    hub.flush()
+    hub.broadcast(frame(2))
+    hub.broadcast(frame(3))  # both queued before the pass runs
+    hub.flush()
+    assert batches == [[1], [2, 3]]
+    assert all([f.seq for f in r.take()] == [1, 2, 3] for r in readers)
+    assert hub.delivered == 6 * 3
+
+
+async def test_a_pass_writes_a_slice_of_readers_per_loop_iteration() -> None:
+    hub = Hub(slice_size=2)
+    readers = [Reader(10_000) for _ in range(5)]
+    for reader in readers:
+        reader.start([], after=0)
+        hub.add("b1", reader)
+    done = asyncio.Event()
+    hub.observe_fanout = lambda seconds: done.set()
+    hub.broadcast(frame(1))
+    await asyncio.sleep(0)  # one loop iteration: one slice
+    assert hub.delivered == 2
+    await asyncio.wait_for(done.wait(), 5)
+    assert hub.delivered == 5 and all([f.seq for f in r.take()] == [1] for r in readers)
+
+
+async def test_closing_a_blog_drops_its_unwritten_events() -> None:
+    hub = Hub()
+    old = Reader(10_000)
+    old.start([], after=0)
+    hub.add("b1", old)
+    hub.broadcast(frame(7))  # of the history being left
+    assert hub.close_blog("b1", CLOSE_TRY_LATER, "history reset") == 1
+    new = Reader(10_000)
+    new.start([], after=0)  # a snapshot of the new history, at seq 0
+    hub.add("b1", new)
+    hub.flush()
+    assert new.take() == [] and hub.delivered == 0
