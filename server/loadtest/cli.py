@@ -76,10 +76,17 @@ def build_parser(prog: str = "livepush loadtest") -> argparse.ArgumentParser:
     readers.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
                          help="seconds for a TCP connect plus handshake")
     publish = parser.add_argument_group("publishing")
-    publish.add_argument("--publish-rate", type=float, default=d.publish_rate, help="posts per second (0: none)")
+    publish.add_argument("--publish-rate", type=float, default=d.publish_rate,
+                         help="writes per second (0: none); new posts unless --edit-share or --keep-posts")
     publish.add_argument("--token", default=None, help=f"bearer token for publishing (default: ${TOKEN_VARIABLE})")
     publish.add_argument("--create-blog", action="store_true", help="create the blog first (reuse it if it exists)")
     publish.add_argument("--post-bytes", type=int, default=d.post_bytes, help="size of each post's body text")
+    publish.add_argument("--edit-share", type=float, default=d.edit_share,
+                         help="fraction of writes that PATCH one of the run's newest posts (post.updated) instead "
+                              "of creating one")
+    publish.add_argument("--keep-posts", type=int, default=d.keep_posts,
+                         help="at most this many of the run's posts alive: a write that finds more DELETEs the "
+                              "oldest (post.deleted) instead (0: keep all)")
     run = parser.add_argument_group("run")
     run.add_argument("--duration", type=float, default=d.duration,
                      help="seconds of publishing, which starts after the ramp once every reader has its snapshot "
@@ -101,7 +108,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     return LoadConfig(
         url=args.url, blog=args.blog, readers=args.readers, transport=args.transport, duration=args.duration,
         ramp=args.ramp, publish_rate=args.publish_rate, token=token, create_blog=args.create_blog,
-        post_bytes=args.post_bytes, churn=args.churn, churn_every=args.churn_every, churn_pause=args.churn_pause,
+        post_bytes=args.post_bytes, edit_share=args.edit_share, keep_posts=args.keep_posts, churn=args.churn,
+        churn_every=args.churn_every, churn_pause=args.churn_pause,
         slow=args.slow, slow_every=args.slow_every, slow_pause=args.slow_pause, sample=args.sample,
         processes=args.processes,
         drain=args.drain, connect_timeout=args.connect_timeout, seed=args.seed, allow_remote=args.allow_remote,

@@ -84,6 +84,8 @@ class LoadConfig:
     token: str | None = None
     create_blog: bool = False
     post_bytes: int = 300
+    edit_share: float = 0.0
+    keep_posts: int = 0
     churn: float = 0.0
     churn_every: float = 5.0
     churn_pause: float = 0.5
@@ -143,6 +145,9 @@ class LoadConfig:
             (self.churn_every > 0 and self.churn_pause >= 0, "--churn-every must be > 0, --churn-pause >= 0"),
             (self.slow_every > 0 and self.slow_pause > 0, "--slow-every and --slow-pause: must be > 0"),
             (0 <= self.post_bytes <= 60_000, "--post-bytes: between 0 and 60000"),
+            (0 <= self.edit_share < 1, "--edit-share: a fraction from 0, below 1"),
+            # Deletes take the oldest post and edits one of the newest five: ten apart, they never meet.
+            (self.keep_posts == 0 or self.keep_posts >= 10, "--keep-posts: 0 (keep all) or at least 10"),
             (self.processes >= 0, "--processes: must be >= 0 (0: automatic)"),
             (self.drain >= 0 and self.connect_timeout > 0, "--drain must be >= 0, --connect-timeout > 0"),
             (not self.publishing or bool(self.token), "--publish-rate needs --token (or LIVEPUSH_TOKEN)"),

@@ -88,7 +88,10 @@ def summary_table(summary: Summary) -> Group:
                             + ("" if config.get("sample", 1) == 1 else
                                f", sample {config['sample']:.0%} parsed and timed (the rest counted)"))
     publisher = summary.publisher
-    head.add_row("posts", f"{publisher.acknowledged:,} acknowledged of {publisher.attempted:,} "
+    kinds = publisher.kinds
+    mix = "" if set(kinds) <= {"create"} else (
+        f" ({kinds.get('create', 0):,} new, {kinds.get('edit', 0):,} edits, {kinds.get('delete', 0):,} deletes)")
+    head.add_row("posts", f"{publisher.acknowledged:,} acknowledged of {publisher.attempted:,}{mix} "
                           f"at {config['publish_rate']}/s; POST p50 {ms(publisher.latency.p50)}, "
                           f"p99 {ms(publisher.latency.p99)}")
     counts = summary.counts

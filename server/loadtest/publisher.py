@@ -1,16 +1,23 @@
-"""The publisher: checks (or creates) the blog, then posts at a fixed rate, each post stamped.
+"""The publisher: checks (or creates) the blog, then writes at a fixed rate, each new post stamped.
 
-Posts go out on an open-loop schedule (post n at start + n / rate) whether or not earlier ones
-have been answered, so a slow server shows up as latency rather than as fewer posts; only past
-MAX_IN_FLIGHT unanswered posts does the publisher skip (and count) a slot. Each post is
+Writes go out on an open-loop schedule (write n at start + n / rate) whether or not earlier ones
+have been answered, so a slow server shows up as latency rather than as fewer writes; only past
+MAX_IN_FLIGHT unanswered writes does the publisher skip (and count) a slot. Each new post is
 stamped with its send time (see stamp.py) and carries an Idempotency-Key.
+
+A write is a new post unless `--edit-share` or `--keep-posts` say otherwise: a share of the
+slots PATCH one of the run's newest posts (state-only traffic: `post.updated`), and with
+`--keep-posts K` a slot that finds more than K of the run's posts alive DELETEs the oldest
+(`post.deleted`), so a long run keeps the blog, and the server's memory, bounded. Every
+acknowledged write has a seq, and the readers are held to all of them alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -25,6 +32,8 @@ from server.loadtest.stats import HIGHEST_US, new_histogram
 MAX_IN_FLIGHT = 256
 MAX_CONNECTIONS = 32
 FILLER = "Live coverage continues as correspondents report from the scene. "
+RECENT = 5  # an edit goes to one of the run's newest posts, like a live blog's corrections
+CREATE, EDIT, DELETE = "create", "edit", "delete"
 
 
 class PublisherError(RuntimeError):
@@ -33,13 +42,14 @@ class PublisherError(RuntimeError):
 
 @dataclass(slots=True)
 class Post:
-    """One post the publisher sent: when, and what the server answered."""
+    """One write the publisher sent (a new post, an edit or a delete): when, and what the server answered."""
 
     number: int
     sent_ns: int
     acked_ns: int = 0
     status: int = 0
     seq: int | None = None
+    kind: str = CREATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +60,7 @@ class BlogState:
 
 
 class Publisher:
-    """Publishes stamped posts to one blog at a fixed rate."""
+    """Writes to one blog at a fixed rate: stamped new posts, and edits and deletes when configured."""
 
     def __init__(self, config: LoadConfig, run_id: str) -> None:
         self.config = config
@@ -68,6 +78,8 @@ class Publisher:
                                          timeout=httpx.Timeout(30.0, connect=10.0), trust_env=not target.is_loopback())
         self._blog_path = f"/api/blogs/{quote(config.blog, safe='')}"
         self._padding = (FILLER * (config.post_bytes // len(FILLER) + 1))[:config.post_bytes]
+        self._live: deque[str] = deque()  # ids of this run's posts not deleted, oldest first
+        self._rng = random.Random(f"publisher-{config.seed}")  # noqa: S311 (a simulation, not security)
 
     async def prepare(self) -> BlogState:
         """Read the blog's seq and epoch, creating the blog first when asked to."""
@@ -108,7 +120,8 @@ class Publisher:
             if len(in_flight) >= MAX_IN_FLIGHT:
                 self.skipped += 1
             else:
-                task = asyncio.create_task(self._publish(number))
+                kind, post_id = self._next_write()
+                task = asyncio.create_task(self._write(number, kind, post_id))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             number += 1
@@ -116,7 +129,7 @@ class Publisher:
             await asyncio.wait(in_flight, timeout=30)
 
     def acknowledged(self) -> list[Post]:
-        """Posts the server accepted (201 with a seq), in seq order."""
+        """Writes the server accepted (answered with a seq), in seq order."""
         return sorted((p for p in self.posts if p.seq is not None), key=lambda p: p.seq or 0)
 
     def last_seq(self) -> int | None:
@@ -126,30 +139,55 @@ class Publisher:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _publish(self, number: int) -> None:
+    def _next_write(self) -> tuple[str, str | None]:
+        """What slot's write is: delete the oldest post past --keep-posts, else maybe edit a new one, else create."""
+        config = self.config
+        if config.keep_posts and len(self._live) > config.keep_posts:
+            return DELETE, self._live.popleft()  # taken out now, so no later slot edits or deletes it again
+        if config.edit_share and self._live and self._rng.random() < config.edit_share:
+            newest = [self._live[-i] for i in range(1, min(RECENT, len(self._live)) + 1)]
+            return EDIT, self._rng.choice(newest)
+        return CREATE, None
+
+    async def _write(self, number: int, kind: str, post_id: str | None) -> None:
         sent_ns = time.time_ns()
-        post = Post(number, sent_ns)
+        post = Post(number, sent_ns, kind=kind)
         self.posts.append(post)
-        body = orjson.dumps({"headline": f"Load test post {number}", "byline": stamp.make(self.run_id, number, sent_ns),
-                             "body": f"<p>{self._padding}</p>"})
-        headers = {"Content-Type": "application/json", "Idempotency-Key": f"loadtest-{self.run_id}-{number}"}
+        if kind == CREATE:
+            body = orjson.dumps({"headline": f"Load test post {number}",
+                                 "byline": stamp.make(self.run_id, number, sent_ns),
+                                 "body": f"<p>{self._padding}</p>"})
+            headers = {"Content-Type": "application/json", "Idempotency-Key": f"loadtest-{self.run_id}-{number}"}
+            request = self._client.build_request("POST", f"{self._blog_path}/posts", content=body, headers=headers)
+            expected = 201
+        elif kind == EDIT:
+            body = orjson.dumps({"body": f"<p>Edited by write {number}. {self._padding}</p>"})
+            request = self._client.build_request("PATCH", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}",
+                                                 content=body, headers={"Content-Type": "application/json"})
+            expected = 200
+        else:
+            request = self._client.build_request("DELETE", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}")
+            expected = 200
         try:
-            response = await self._client.post(f"{self._blog_path}/posts", content=body, headers=headers)
+            response = await self._client.send(request)
         except httpx.HTTPError as exc:
             self.statuses[0] += 1
-            self._note(f"post {number}: {exc!r}")
+            self._note(f"{kind} {number}: {exc!r}")
             return
         post.acked_ns = time.time_ns()
         post.status = response.status_code
         self.statuses[response.status_code] += 1
         self.latency.record_value(min(max((post.acked_ns - sent_ns) // 1000, 1), HIGHEST_US))
-        if response.status_code == 201:
-            try:
-                post.seq = int(response.json()["seq"])
-            except (ValueError, KeyError, TypeError):
-                self._note(f"post {number}: 201 without a seq")
-        else:
-            self._note(f"post {number}: HTTP {response.status_code} {response.text[:120]}")
+        if response.status_code != expected:
+            self._note(f"{kind} {number}: HTTP {response.status_code} {response.text[:120]}")
+            return
+        try:
+            answer = response.json()
+            post.seq = int(answer["seq"])
+            if kind == CREATE:
+                self._live.append(str(answer["post"]["id"]))
+        except (ValueError, KeyError, TypeError):
+            self._note(f"{kind} {number}: HTTP {response.status_code} without a seq")
 
     def _note(self, error: str) -> None:
         if len(self.errors) < 20:

@@ -194,9 +194,11 @@ def _config_table(summary: Summary) -> str:
 def _posts_table(summary: Summary) -> str:
     if not summary.posts:
         return ""
-    head = "".join(f"<th>{h}</th>" for h in ("seq", "post", "sent at", "POST", "last reader", "live receivers"))
-    body = "".join(f'<tr><td class="n">{p.seq}</td><td class="n">{p.number}</td><td class="n">{p.sent_at:.3f} s</td>'
+    head = "".join(f"<th>{h}</th>" for h in ("seq", "write", "kind", "sent at", "request", "last reader",
+                                             "live receivers"))
+    body = "".join(f'<tr><td class="n">{p.seq}</td><td class="n">{p.number}</td><td>{escape(p.kind)}</td>'
+                   f'<td class="n">{p.sent_at:.3f} s</td>'
                    f'<td class="n">{ms(p.publish_ms)}</td><td class="n">{ms(p.last_reader_ms)}</td>'
                    f'<td class="n">{p.receivers:,}</td></tr>' for p in summary.posts)
-    return (f"<details><summary><b>Per post ({len(summary.posts):,})</b></summary>"
+    return (f"<details><summary><b>Per write ({len(summary.posts):,})</b></summary>"
             f"<table><tr>{head}</tr>{body}</table></details>")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,7 +84,10 @@ class SecondFigures:
 
 @dataclass(frozen=True, slots=True)
 class PostFigures:
-    """One acknowledged post: when it was sent, how long the POST took, and when its last live reader had it."""
+    """One acknowledged write: when it was sent, how long the request took, and when its last live reader had it.
+
+    Only new posts (`kind` "create") are stamped, so only they have a time to last reader.
+    """
 
     seq: int
     number: int
@@ -91,6 +95,7 @@ class PostFigures:
     publish_ms: float
     last_reader_ms: float | None
     receivers: int
+    kind: str = "create"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +141,15 @@ class ToolCpu:
 
 @dataclass(frozen=True, slots=True)
 class PublisherFigures:
+    """Writes attempted and acknowledged (every kind), and the acknowledged ones by kind: create, edit, delete."""
+
     attempted: int = 0
     acknowledged: int = 0
     skipped: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     latency: Percentiles = Percentiles()
     errors: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +257,7 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
         seq=post.seq, number=post.number, sent_at=round(post.sent_ns / 1e9 - t0, 4),
         publish_ms=round((post.acked_ns - post.sent_ns) / 1e6, 3),
         last_reader_ms=aggregate.posts[post.seq][1] / 1000 if post.seq in aggregate.posts else None,
-        receivers=aggregate.posts.get(post.seq, [0, 0])[0]) for post in acked if post.seq is not None]
+        receivers=aggregate.posts.get(post.seq, [0, 0])[0], kind=post.kind) for post in acked if post.seq is not None]
     publish_end = publish_start + config.duration
     publishing = [s for s in series if math.ceil(publish_start) <= s.t and s.t + 1 <= publish_end]
     rate = sum(s.deliveries for s in publishing) / len(publishing) if publishing else 0.0
@@ -263,7 +271,7 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
         worker_peak_rss_mib=round(max((r.peak_rss_mib for r in results), default=0.0), 1))
 
     errors = {name: totals[name] for name in ERROR_COUNTERS if totals[name]}
-    failed_posts = sum(count for status, count in publisher.statuses.items() if status != 201)
+    failed_posts = len(publisher.posts) - len(acked)  # refused, unanswered, or answered without a seq
     if failed_posts:
         errors["publish_failures"] = failed_posts
     if publisher.skipped:
@@ -312,7 +320,8 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
         error_samples=samples,
         publisher=PublisherFigures(len(publisher.posts) + publisher.skipped, len(acked), publisher.skipped,
                                    {str(k): v for k, v in sorted(publisher.statuses.items())},
-                                   Percentiles.of_histogram(publisher.latency), publisher.errors),
+                                   Percentiles.of_histogram(publisher.latency), publisher.errors,
+                                   dict(Counter(post.kind for post in acked))),
         latency=Percentiles.of_histogram(aggregate.latency), latency_curve=latency_curve(aggregate.latency),
         time_to_last_reader=Percentiles.of_values(p.last_reader_ms for p in posts if p.last_reader_ms is not None),
         deliveries_per_second=round(rate, 1), peak_deliveries_per_second=max((s.deliveries for s in series), default=0),

@@ -85,6 +85,29 @@ async def test_sse_readers_resume_with_last_event_id_and_lose_nothing(start_serv
     assert summary["counts"]["churned"] > 0
 
 
+@pytest.mark.parametrize("engine_kind", ["memory"])  # the publisher's write mix is the subject, not the engine
+async def test_edits_and_deletes_are_held_to_the_same_checks_as_new_posts(start_server: ServerFactory,
+                                                                          tmp_path: Path) -> None:
+    """With --edit-share and --keep-posts the publisher also PATCHes new posts and DELETEs old ones: every
+    acknowledged write of every kind reaches every reader once, in order, and counting readers agree."""
+    server = await start_server()
+    await server.create_blog("b1")
+    summary_path = tmp_path / "summary.json"
+    status, output = await run_tool(
+        "--url", server.base, "--blog", "b1", "--readers", "100", "--ramp", "0.5", "--duration", "2",
+        "--publish-rate", "20", "--edit-share", "0.3", "--keep-posts", "10", "--sample", "0.5", "--churn", "0.1",
+        "--churn-every", "1", "--churn-pause", "0.2", "--drain", "5", "--processes", "1", "--quiet",
+        "--json", str(summary_path))
+    summary: dict[str, Any] = orjson.loads(summary_path.read_bytes())
+    checks, counts, publisher = summary["checks"], summary["counts"], summary["publisher"]
+    assert (checks["lost"], checks["duplicated"], checks["reordered"], checks["gaps"], checks["count_excess"]) == (
+        0, 0, 0, 0, 0), summary["error_samples"]
+    assert status == 0, output
+    assert publisher["kinds"]["edit"] > 0 and publisher["kinds"]["delete"] > 0 and publisher["kinds"]["create"] > 10
+    assert sum(publisher["kinds"].values()) == publisher["acknowledged"] == publisher["attempted"]
+    assert counts["protocol_errors"] == 0
+
+
 def test_a_remote_target_is_refused_without_allow_remote() -> None:
     """The tool only loads servers on this machine unless told otherwise (192.0.2.1 is a documentation address)."""
     assert main(["--url", "http://192.0.2.1:8000", "--readers", "1", "--quiet"]) == 2
