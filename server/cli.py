@@ -3,8 +3,8 @@
 `loadtest` simulates readers against any livepush server (server.loadtest).
 `serve` validates the settings first (a bad variable stops it with a message naming it), prints
 where to look and the admin token, then runs uvicorn with the settings this traffic wants:
-uvloop and httptools, no permessage-deflate (every reader gets the same bytes), small
-incoming WebSocket messages.
+uvloop and httptools with read limits (server.http_limits), no permessage-deflate (every reader
+gets the same bytes), small incoming WebSocket messages.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import uvicorn
 
 from server.auth import mint_token, parse_ttl
 from server.demo import DEMO_BLOG_ID
+from server.http_limits import LimitedHttpProtocol
 from server.logs import log_config
 from server.settings import Settings, SettingsError
 from server.streams.direct import DirectWebSocketProtocol
@@ -90,7 +91,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     print(f"  admin token   {settings.admin_token}  ({origin})", flush=True)
     uvicorn.run(
         "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-        loop="auto", http="auto", ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
+        loop="auto", http=LimitedHttpProtocol, ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
         ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
         access_log=settings.access_log, log_config=log_config(settings.log_level, settings.log_json),
         backlog=16384,  # a reconnect storm of 10k readers overflows the default 2048

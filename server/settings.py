@@ -34,6 +34,8 @@ class Settings:
     history_size: int = 1000
     snapshot_size: int = 20
     max_body_bytes: int = 256 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     ping_interval: float = 25.0
     reader_buffer_bytes: int = 1024 * 1024
     idempotency_ttl: int = 24 * 3600
@@ -84,6 +86,8 @@ class Settings:
             history_size=reader.integer("LIVEPUSH_HISTORY_SIZE", 1000, low=1000, high=1_000_000),
             snapshot_size=reader.integer("LIVEPUSH_SNAPSHOT_SIZE", 20, low=1, high=200),
             max_body_bytes=reader.integer("LIVEPUSH_MAX_BODY_BYTES", 256 * 1024, low=1024, high=16 * 1024 * 1024),
+            header_timeout=reader.number("LIVEPUSH_HEADER_TIMEOUT", 10.0, low=0.5, high=600.0),
+            body_timeout=reader.number("LIVEPUSH_BODY_TIMEOUT", 30.0, low=0.5, high=3600.0),
             ping_interval=reader.number("LIVEPUSH_PING_INTERVAL", 25.0, low=0.05, high=3600.0),
             reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1 << 20, low=16 * 1024, high=1 << 30),
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),

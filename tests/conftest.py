@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from server.app import create_app
 from server.engine import Engine
+from server.http_limits import LimitedHttpProtocol
 from server.settings import Settings
 from server.streams.direct import DirectWebSocketProtocol
 
@@ -119,8 +120,10 @@ class LiveServer:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.app = create_app(settings, engine)
+        # The protocol classes `livepush serve` uses (server/cli.py), so read deadlines apply here too.
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                ws=DirectWebSocketProtocol, ws_per_message_deflate=False, ws_max_size=64 * 1024)
+                                http=LimitedHttpProtocol, ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
+                                ws_max_size=64 * 1024)
         self.server = uvicorn.Server(config)
         self.port = 0
         self._task: asyncio.Task[None] | None = None

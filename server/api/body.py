@@ -1,8 +1,10 @@
-"""Reading a request body as strict JSON, within a size limit, without trusting the client."""
+"""Reading a request body as strict JSON, within a size limit and a deadline, without trusting the client."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,8 +25,9 @@ def _is_json(content_type: str) -> bool:
     return charset in ("", "utf-8", "utf8")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body; 415 unless JSON, 413 past *limit* bytes (counted as they arrive)."""
+async def read_body(request: Request, limit: int, time_limit: float) -> bytes:
+    """The raw body; 415 unless JSON, 413 past *limit* bytes (counted as they arrive), 408 unless it has all
+    arrived within *time_limit* seconds (a slow-body client must not hold a connection and a task for ever)."""
     if not _is_json(request.headers.get("content-type", "")):
         raise ApiError(415, "not_json", "send the body as application/json (UTF-8)", field="Content-Type")
     declared = request.headers.get("content-length")
@@ -32,30 +35,59 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(time_limit):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        # The rest of the body may still be on its way: close rather than parse it as the next request.
+        raise ApiError(408, "body_timeout", f"the body did not arrive within {time_limit:g}s; nothing was changed",
+                       field="body", headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
-    """Strict JSON object: 400 when malformed (also NaN, bad UTF-8, lone surrogates, deep nesting)."""
+    """Strict JSON object: 400 when malformed (also NaN, numbers out of range, bad UTF-8, lone surrogates,
+    deep nesting, and a key given twice: parsers disagree on which one wins, so neither does)."""
     if not raw.strip():
         raise ApiError(400, "malformed_json", "the body is empty; send a JSON object")
     try:
         value = wire.loads(raw)
     except ValueError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise ApiError(400, "duplicate_key", f"the key {exc.key!r} appears twice in one object",
+                       field=exc.key) from None
+    except (ValueError, RecursionError) as exc:  # orjson accepted it; the stdlib parser is only stricter on depth
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_field", "the body must be a JSON object", field="body")
     return value
 
 
-async def read_model(request: Request, model: type[M], limit: int) -> tuple[M, dict[str, Any]]:
+async def read_model(request: Request, model: type[M], limit: int, time_limit: float) -> tuple[M, dict[str, Any]]:
     """Read, parse and validate the body as *model*; also return the parsed JSON."""
-    data = parse_json(await read_body(request, limit))
+    data = parse_json(await read_body(request, limit, time_limit))
     try:
         return model.model_validate(data), data
     except ValidationError as exc:

@@ -24,7 +24,7 @@ PROBLEM_JSON = "application/problem+json"
 
 _TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-    409: "Conflict", 410: "Gone", 412: "Precondition failed", 413: "Content too large",
+    408: "Request timeout", 409: "Conflict", 410: "Gone", 412: "Precondition failed", 413: "Content too large",
     415: "Unsupported media type", 422: "Invalid field", 429: "Too many requests", 500: "Internal server error",
     503: "Service unavailable",
 }

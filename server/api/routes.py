@@ -192,7 +192,7 @@ async def list_blogs(request: Request) -> Response:
 async def create_blog(request: Request) -> Response:
     svc = services(request)
     principal = _writer(request, None)
-    data, _ = await read_model(request, BlogCreate, svc.settings.max_body_bytes)
+    data, _ = await read_model(request, BlogCreate, svc.settings.max_body_bytes, svc.settings.body_timeout)
     if not principal.may_write(data.id):
         raise ApiError(403, "forbidden", f"this token may not create blog {data.id!r}", field="id")
     started = time.perf_counter()
@@ -210,7 +210,7 @@ async def update_blog(request: Request) -> Response:
     svc = services(request)
     blog_id = _blog_id(request)
     _writer(request, blog_id)
-    data, _ = await read_model(request, BlogUpdate, svc.settings.max_body_bytes)
+    data, _ = await read_model(request, BlogUpdate, svc.settings.max_body_bytes, svc.settings.body_timeout)
     started = time.perf_counter()
     result = await svc.newsroom.update_blog(blog_id, data)
     _timed(request, "blog.updated", started)
@@ -225,7 +225,7 @@ async def create_post(request: Request) -> Response:
     blog_id = _blog_id(request)
     principal = _writer(request, blog_id)
     key = _idempotency_key(request)
-    data, raw = await read_model(request, PostCreate, svc.settings.max_body_bytes)
+    data, raw = await read_model(request, PostCreate, svc.settings.max_body_bytes, svc.settings.body_timeout)
     idempotency = None
     if key is not None:
         idempotency = scoped_idempotency(principal, key, fingerprint(raw), svc.settings.idempotency_ttl)
@@ -263,7 +263,7 @@ async def update_post(request: Request) -> Response:
     blog_id, post_id = _blog_id(request), _post_id(request)
     _writer(request, blog_id)
     if_match = _if_match(request)
-    data, _ = await read_model(request, PostUpdate, svc.settings.max_body_bytes)
+    data, _ = await read_model(request, PostUpdate, svc.settings.max_body_bytes, svc.settings.body_timeout)
     started = time.perf_counter()
     result = await svc.newsroom.edit(blog_id, post_id, data, if_match)
     _timed(request, "post.updated", started)
@@ -330,7 +330,7 @@ async def metrics(request: Request) -> Response:
 BLOG = "/api/blogs/{blog}"
 POST = "/api/blogs/{blog}/posts/{post}"
 AUTH_ERRORS = (401, 403, 429)
-BODY_ERRORS = (400, 413, 415, 422)
+BODY_ERRORS = (400, 408, 413, 415, 422)
 IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 412 when stale",
                  {"type": "string", "pattern": '^(\\*|(W/)?"?[0-9]{1,15}"?)$'})
 OPERATIONS: tuple[Operation, ...] = (

@@ -1,0 +1,184 @@
+"""Limits on reading HTTP requests: the slowloris and huge-header protection uvicorn does not have.
+
+uvicorn's only HTTP timer is keep-alive, and every byte received cancels it, so a client that
+opens a connection and sends a request line one byte at a time (or nothing at all) holds a
+socket and a file descriptor for ever; and it puts no bound on the size of request headers.
+`LimitedHttpProtocol` is uvicorn's httptools protocol plus:
+
+- **a header deadline**: the request line and headers must be complete within
+  `LIVEPUSH_HEADER_TIMEOUT` of the connection opening (first request) or of the request's first
+  byte (later requests on a kept-alive connection, whose idle time before that byte is uvicorn's
+  keep-alive timeout). Late: 408 problem+json if a request had begun, then the connection closes.
+- **a header size cap** (`MAX_HEADER_BYTES`, request line plus headers, WebSocket handshakes
+  included): past it, 431 problem+json and the connection closes.
+- **an unread-body deadline**: when the app answers without reading the whole body (a 401
+  before the upload), the rest must arrive within `LIVEPUSH_BODY_TIMEOUT` or the connection closes.
+
+A body the app does read has its own deadline in `server.api.body` (408 problem+json). The
+timeouts come from the settings of the app this connection serves (its lifespan state), so the
+tests' servers and every worker of `livepush serve` use this one class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from server import wire
+from server.services import Services
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+MAX_HEADER_BYTES = 64 * 1024  # browsers send a few KiB; nginx refuses past 32 KiB by default
+LINGER_SECONDS = 2.0  # after a refusal, how long input is read and dropped so that the answer arrives
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_TITLES = {408: "Request timeout", 431: "Request header fields too large"}
+
+
+class _HeadersTooLarge(Exception):
+    """Raised from the parser callback so that no request cycle starts."""
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size cap on request headers, and a deadline on
+    bodies nobody reads."""
+
+    _deadline: asyncio.TimerHandle | None = None
+    _begun = False  # bytes of the current request have been parsed
+    _in_headers = True  # the next bytes belong to a request line or headers
+    _header_bytes = 0  # received while in headers (the parser buffers an unfinished header)
+    _message_complete = True  # the current request has been received whole
+    _refused = False  # answered 408/431; reading only to let the client see the answer
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        svc = self.app_state.get("services")
+        settings = svc.settings if isinstance(svc, Services) else None
+        self.header_timeout = settings.header_timeout if settings else DEFAULT_HEADER_TIMEOUT
+        self.body_timeout = settings.body_timeout if settings else DEFAULT_BODY_TIMEOUT
+        self._arm(self.header_timeout, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, plus the header size cap: what the parser buffers stays within the cap and one read."""
+        if self._refused:
+            return  # lingering after a refusal: read and drop
+        if self._in_headers:
+            self._header_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadersTooLarge):
+                self._headers_too_large()
+            else:
+                self._invalid()
+            return
+        except httptools.HttpParserError:
+            self._invalid()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        # Still in headers after the whole read went to them (a finished request resets the count).
+        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large()
+
+    def _invalid(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def _headers_too_large(self) -> None:
+        self._refuse(431, "headers_too_large", f"the request line and headers exceed {MAX_HEADER_BYTES} bytes")
+
+    # parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun = True
+        self._message_complete = False
+        if self._deadline is None:  # the first request keeps the deadline armed at connection_made
+            self._arm(self.header_timeout, self._headers_late)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._in_headers = False
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEADER_BYTES:
+            raise _HeadersTooLarge  # it came in one read with the end of headers; no request cycle may start
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._message_complete = True
+        self._begun = False
+        self._in_headers = True
+        self._header_bytes = 0
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._message_complete and not self.transport.is_closing():
+            # Answered before the body was read: whatever is still coming is discarded, but it must come.
+            self._arm(self.body_timeout, self._body_late)
+
+    # timers
+
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if not self._begun:  # never sent a byte: nobody to answer
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
+        self._refuse(408, "header_timeout", f"the request headers did not arrive within {self.header_timeout:g}s")
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse(self, status: int, code: str, detail: str) -> None:
+        """Answer *status* as problem+json (unless a response is half-written), then close the connection.
+
+        The close lingers: closing a socket with unread input makes the kernel send a reset, which
+        can destroy the answer before the client reads it. So the write side is shut, whatever still
+        arrives is dropped, and the socket closes when the client closes or after LINGER_SECONDS.
+        """
+        self._disarm()
+        if self.transport.is_closing() or self._refused:
+            return
+        self._refused = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a response is half-written: nothing can be added to it
+            return
+        body = wire.dumps({"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail,
+                           "code": code})
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
+        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head += [b"content-type: application/problem+json\r\n", b"content-length: %d\r\n" % len(body),
+                 b"connection: close\r\n\r\n"]
+        self.transport.write(b"".join(head) + body)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
