@@ -337,8 +337,11 @@ class Redis:
 
 
 def start_server(processes: Processes, variant: Variant, cpu: int | None, redis: Redis | None,
-                 logs: Path) -> Running:
-    """Start *variant* on a free port pinned to *cpu*; wait until it answers."""
+                 logs: Path, settings: Mapping[str, str] | None = None) -> Running:
+    """Start *variant* on a free port pinned to *cpu*; wait until it answers.
+
+    *settings*: more environment for livepush (LIVEPUSH_* variables); the baseline ignores them.
+    """
     port = free_port()
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
                 "LANG": "C.UTF-8"}
@@ -355,6 +358,7 @@ def start_server(processes: Processes, variant: Variant, cpu: int | None, redis:
                "PORT": str(port), "LIVEPUSH_DIRECT_WRITE": "1" if variant.direct_write else "0"}
         if redis is not None:
             env["REDIS_URL"] = redis.url + "/0"
+        env.update(settings or {})
         process = processes.start(pinned(cpu, [str(VENV_BIN / "livepush"), "serve"]), env=env, cwd=ROOT, log=log)
     base = f"http://127.0.0.1:{port}"
     probe = "/api/blogs/none" if variant.is_baseline else "/readyz"
