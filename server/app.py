@@ -43,6 +43,7 @@ from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services, services
 from server.settings import Settings
+from server.streams.keepalive import Keepalive
 from server.streams.sse import sse_stream
 from server.streams.websocket import websocket_stream
 
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                        pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
                        writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
-                       admission=admission)
+                       admission=admission, keepalive=Keepalive(settings.ping_interval))
         reloads: set[asyncio.Task[None]] = set()
 
         def resync() -> None:
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
         await engine.start(canary.deliver, resync)
         canary.start()
+        svc.keepalive.start()
         if settings.demo:
             await _load_demo(engine)
         svc.drainer.install()
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         finally:
             svc.drainer.uninstall()
             await canary.stop()
+            await svc.keepalive.stop()
             hub.close_all(CLOSE_RESTARTING, "server restarting")
             await relay.close()
             await engine.close()

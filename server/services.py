@@ -22,6 +22,7 @@ from server.pages.render import PageRenderer
 from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.settings import Settings
+from server.streams.keepalive import Keepalive
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Services:
     writes: RateLimiter
     canary: Canary
     admission: Admission
+    keepalive: Keepalive
 
 
 def services(connection: HTTPConnection) -> Services:

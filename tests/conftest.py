@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from server.app import create_app
 from server.engine import Engine
 from server.http_limits import LimitedHttpProtocol
+from server.services import Services
 from server.settings import Settings
 from server.streams.direct import DirectWebSocketProtocol
 
@@ -136,6 +137,12 @@ class LiveServer:
     @property
     def ws_base(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def services(self) -> Services:
+        """The running app's services (hub, admission, ...), for checks of in-process state."""
+        found: Services = self.server.lifespan.state["services"]
+        return found
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.server.serve())

@@ -17,8 +17,9 @@ fragments, no compression: permessage-deflate is off); pings, pongs and closes s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
@@ -38,6 +39,12 @@ class DirectSocket:
         transport: Any = protocol.transport
         self.write: Callable[[bytes], None] = transport.write
         self.buffered: Callable[[], int] = transport.get_write_buffer_size
+
+    def detach(self, handler: Detached) -> bool:
+        """Let the ASGI handler return while the connection stays open; False if it is already gone."""
+        protocol: Any = self._protocol
+        detached: bool = protocol.detach(handler)
+        return detached
 
     def close(self, code: int, reason: str, *, abort: bool = False) -> None:
         """Send a close frame now, without waiting for the peer to drain its buffer.
@@ -62,14 +69,91 @@ class DirectSocket:
         protocol.close_timer = protocol.loop.call_later(protocol.close_timeout, transport.close)
 
 
+class Detached(Protocol):
+    """Who takes over a connection whose ASGI handler has returned (see `DirectSocket.detach`)."""
+
+    def received(self, text: bool, valid: bool) -> None:
+        """A message arrived: text or binary; *valid* is False for text that is not UTF-8."""
+
+    def lost(self) -> None:
+        """The connection is gone (called once)."""
+
+
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's default WebSocket protocol, offering `livepush.direct` in the ASGI scope."""
+    """uvicorn's default WebSocket protocol, offering `livepush.direct` in the ASGI scope.
+
+    A connection can also be *detached*: its handler returns and the protocol keeps the
+    connection open, handing messages and the loss of the connection to a `Detached`. An idle
+    reader then costs no task, no coroutine frames and no ASGI objects, only this protocol.
+    """
+
+    detached: Detached | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
         if scope is not None:  # None when the handshake was refused before a scope existed
             scope["extensions"][EXTENSION] = DirectSocket(self)
+
+    def detach(self, handler: Detached) -> bool:
+        """Keep the connection open after the ASGI handler returns; False if it is already gone."""
+        if self.disconnected or self.close_sent or self.transport.is_closing():
+            return False
+        self.detached = handler
+        return True
+
+    async def run_asgi(self) -> None:
+        await self._run_app()
+        if self.detached is not None:
+            self._forget_handshake()
+        elif self.close_timer is None:
+            self.transport.close()
+
+    async def _run_app(self) -> None:
+        # uvicorn's run_asgi without its final close, which a detached connection must skip.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+
+    def _forget_handshake(self) -> None:
+        """Drop what only the handshake and the ASGI handler needed: memory held per idle reader."""
+        self.scope = None  # type: ignore[assignment]
+        self.request = None  # type: ignore[assignment]
+        self.response = None  # type: ignore[assignment]
+
+    def send_receive_event_to_app(self) -> None:
+        handler = self.detached
+        if handler is None:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        text = self.curr_msg_data_type == "text"
+        valid = True
+        if text:
+            try:
+                bytes(data).decode()
+            except UnicodeDecodeError:
+                valid = False
+        handler.received(text, valid)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        handler, self.detached = self.detached, None
+        if handler is not None:
+            handler.lost()
 
 
 class DirectReader(Reader):

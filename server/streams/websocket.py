@@ -1,13 +1,15 @@
 """`GET /ws/blogs/{blog}`: one reader's WebSocket.
 
 Two ways to send, one protocol: on the direct path (server.streams.direct) the hub writes
-pre-framed events to the socket itself and this handler only reads and pings; on the standard
-ASGI path a writer loop (`_pump`) drains the reader's queue with `send()`.
+pre-framed events to the socket itself, and once the reader is attached this handler
+*detaches* the connection and returns: the protocol keeps it open and hands what the reader
+sends to `_DetachedReader`, and server.streams.keepalive pings it when quiet, so an idle reader
+costs no task. On the standard ASGI path a writer loop (`_pump`) drains the reader's queue
+with `send()` and a receive loop keeps reading (uvicorn stops reading a socket, pongs
+included, until the app calls receive()).
 
-The handler is push-only, but it keeps reading: uvicorn stops reading a socket (pongs
-included) until the app calls receive(), so a silent receive loop is what keeps the
-connection alive. Whatever a reader sends is discarded; binary frames close with 1003 and a
-flood of messages closes with 1008.
+Whatever a reader sends is discarded; binary frames close with 1003, text that is not UTF-8
+with 1007, and a flood of messages with 1008.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from server.wire import PING
 log = logging.getLogger("livepush.ws")
 
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_DATA = 1007
 MAX_MESSAGES_PER_MINUTE = 60
 
 
@@ -53,14 +56,16 @@ async def websocket_stream(websocket: WebSocket) -> None:
     except Refused as exc:
         await websocket.close(CLOSE_TRY_LATER, str(exc))
         return
+    detached = False
     try:
-        await _serve(websocket, svc, request)
+        detached = await _serve(websocket, svc, request, address)
     finally:
-        svc.admission.release(address)
+        if not detached:
+            svc.admission.release(address)
 
 
-async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest) -> None:
-    """One admitted reader, from attach to close."""
+async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, address: str) -> bool:
+    """One admitted reader, from attach to close; True if the connection was detached (still open)."""
     direct: DirectSocket | None = websocket.scope.get("extensions", {}).get(EXTENSION)
     limit = svc.settings.reader_buffer_bytes
     reader = DirectReader(direct, limit) if direct is not None and svc.settings.direct_write else Reader(limit)
@@ -70,14 +75,16 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest) ->
         attached = await svc.feeds.open(reader, request.blog_id, since, request.epoch)
     except BlogNotFound:
         await websocket.close(CLOSE_UNKNOWN_BLOG, "unknown blog")
-        return
+        return False
     svc.metrics.streams.labels("websocket", "snapshot" if attached.snapshot else "resume").inc()
     if isinstance(reader, DirectReader):
-        try:
-            await _read_and_ping(websocket, reader, svc.settings.ping_interval)
-        finally:
-            svc.feeds.close(reader, request.blog_id)
-        return
+        assert direct is not None
+        handler = _DetachedReader(reader, svc, request.blog_id, address)
+        if direct.detach(handler):
+            svc.keepalive.add(reader)
+            return True
+        svc.feeds.close(reader, request.blog_id)  # the reader left during the attach
+        return False
     listening = asyncio.ensure_future(_discard_input(websocket, reader))
     try:
         await _pump(websocket, reader, svc.settings.ping_interval)
@@ -91,6 +98,34 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest) ->
             await websocket.close(reader.close_code, reader.close_reason)
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass
+    return False
+
+
+class _DetachedReader:
+    """A direct reader after its handler returned: judges its input, cleans up when it leaves."""
+
+    __slots__ = ("_address", "_blog_id", "_guard", "_reader", "_svc")
+
+    def __init__(self, reader: DirectReader, svc: Services, blog_id: str, address: str) -> None:
+        self._reader = reader
+        self._svc = svc
+        self._blog_id = blog_id
+        self._address = address
+        self._guard = _InputGuard(reader)
+
+    def received(self, text: bool, valid: bool) -> None:
+        if text and not valid:
+            self._reader.close(CLOSE_INVALID_DATA, "text that is not UTF-8")
+        else:
+            self._guard.received(binary=not text)
+
+    def lost(self) -> None:
+        reader, svc = self._reader, self._svc
+        if reader.close_code is None:
+            reader.close_code = 1006  # nothing can be written any more
+        svc.keepalive.discard(reader)
+        svc.feeds.close(reader, self._blog_id)
+        svc.admission.release(self._address)
 
 
 async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float) -> None:
@@ -103,28 +138,6 @@ async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float) -> N
             return
         for frame in reader.take():
             await websocket.send_text(frame.text)
-
-
-async def _read_and_ping(websocket: WebSocket, reader: DirectReader, ping_interval: float) -> None:
-    """The direct path's only loop: read (and drop) input; ping after *ping_interval* of quiet.
-
-    Quiet is checked every half interval, so a ping follows 1 to 1.5 intervals of silence
-    (under the widget's 45 s dead-connection limit with the default 25 s).
-    """
-    guard = _InputGuard(reader)
-    while not reader.closed:
-        try:
-            async with asyncio.timeout(ping_interval / 2):
-                message = await websocket.receive()
-        except TimeoutError:
-            reader.idle_checks = reader.idle_checks + 1 if reader.quiet else 0
-            reader.quiet = True
-            if reader.idle_checks >= 2:
-                reader.write_now(PING)
-                reader.idle_checks = 0
-            continue
-        if not guard.accept(message):
-            return
 
 
 async def _discard_input(websocket: WebSocket, reader: Reader) -> None:
@@ -148,7 +161,11 @@ class _InputGuard:
         if message["type"] == "websocket.disconnect":
             self._reader.close(1000, "reader left")
             return False
-        if message.get("bytes") is not None:
+        return self.received(binary=message.get("bytes") is not None)
+
+    def received(self, *, binary: bool) -> bool:
+        """Judge one message; False when the reader was closed for it."""
+        if binary:
             self._reader.close(CLOSE_UNSUPPORTED_DATA, "this stream takes no binary messages")
             return False
         self._count += 1

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import LiveServer, ServerFactory
+from tests.conftest import LiveServer, ServerFactory, wait_until
 
 
 @pytest.fixture(params=["direct", "asgi"])
@@ -211,12 +211,44 @@ async def test_a_malformed_since_closes_with_1008(server: LiveServer, blog: dict
 
 
 async def test_the_reader_count_returns_to_zero(server: LiveServer, blog: dict[str, Any]) -> None:
-    """Readers that leave are removed from the hub (no leak)."""
+    """Readers that leave are removed from the hub and free their place (no leak)."""
     for _ in range(5):
         async with server.reader() as reader:
             await reader.next()
+    await wait_until(lambda: server.services.hub.count() == 0 and server.services.admission.open == 0,
+                     what="readers gone")
     metrics = await _metric(server, 'livepush_readers{blog="b1"}')
     assert metrics in (None, 0.0)
+
+
+async def test_text_that_is_not_utf8_closes_with_1007(server: LiveServer, blog: dict[str, Any]) -> None:
+    async with server.reader() as reader:
+        await reader.next()
+        await reader.connection.send(b"\xff\xfe not utf-8", text=True)
+        assert (await reader.closed())[0] == 1007
+
+
+async def test_an_attached_direct_reader_holds_no_task(start_server: ServerFactory) -> None:
+    """On the direct path a reader's ASGI handler returns once it is attached: idle readers cost no task,
+    and they still get events, pings and a clean exit."""
+    server = await start_server(direct_write=True, ping_interval=0.2)
+    await server.create_blog("b1")
+
+    def handlers() -> int:
+        return sum(1 for task in asyncio.all_tasks() if "run_asgi" in repr(task.get_coro()))
+
+    async with contextlib.AsyncExitStack() as stack:
+        readers = [await stack.enter_async_context(server.reader()) for _ in range(20)]
+        for reader in readers:
+            assert (await reader.next())["type"] == "snapshot"
+        await wait_until(lambda: handlers() == 0, what="stream handlers to return")
+        await server.publish(headline="To every detached reader")
+        for reader in readers:
+            assert (await reader.next_event())["seq"] == 1
+        assert await readers[0].next(timeout=2) == {"type": "ping"}
+        assert server.services.hub.count("b1") == 20
+    await wait_until(lambda: server.services.hub.count() == 0 and server.services.admission.open == 0,
+                     what="readers gone")
 
 
 async def _metric(server: LiveServer, name: str) -> float | None:
