@@ -63,6 +63,19 @@ _CAS_ATTEMPTS = 20
 _STATIC_FIELDS = ("id", "title", "description", "authors", "source", "timezone", "created_at")
 
 
+def make_client(url: str, health_check_interval: float = 2.0) -> aioredis.Redis:
+    """The client every RedisEngine uses: fail fast, never retry, never send CLIENT SETINFO.
+
+    No retries: a write script retried after a timeout might run twice. `driver_info=None` is
+    redis-py 8's supported switch for CLIENT SETINFO: its two pipelined SETINFOs are answered
+    with an error by Redis < 7.2, and when a health-check PING gets between them (the event loop
+    was busy for longer than the check interval) the PING reads that error and the command fails.
+    """
+    return aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
+                                   retry=Retry(ExponentialBackoff(), 0), health_check_interval=health_check_interval,
+                                   driver_info=None)
+
+
 def _keys(blog_id: str) -> list[str]:
     tag = f"lp:{{{blog_id}}}:"
     return [tag + "meta", tag + "posts", tag + "unpinned", tag + "pinned", tag + "events"]
@@ -109,9 +122,7 @@ class RedisEngine:
     def __init__(self, url: str, history_size: int = 1000) -> None:
         self._url = url
         self._history = history_size
-        # No retries: a write script retried after a timeout might run twice. Fail fast instead.
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
-                                              retry=Retry(ExponentialBackoff(), 0), health_check_interval=2)
+        self._redis = make_client(url)
         self._scripts = {name: self._script(name) for name in
                          ("create_blog", "update_blog", "create_post", "update_post", "delete_post",
                           "events_since", "page")}
