@@ -14,6 +14,9 @@ socket and a file descriptor for ever; and it puts no bound on the size of reque
 - **an unread-body deadline**: when the app answers without reading the whole body (a 401
   before the upload), the rest must arrive within `LIVEPUSH_BODY_TIMEOUT` or the connection closes.
 
+A request that is not valid HTTP (a CR or an escape inside a header, a bad request line) gets
+400 problem+json naming what the parser found, where uvicorn answers in plain text.
+
 A body the app does read has its own deadline in `server.api.body` (408 problem+json). The
 timeouts come from the settings of the app this connection serves (its lifespan state), so the
 tests' servers and every worker of `livepush serve` use this one class.
@@ -34,8 +37,8 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 MAX_HEADER_BYTES = 64 * 1024  # browsers send a few KiB; nginx refuses past 32 KiB by default
 LINGER_SECONDS = 2.0  # after a refusal, how long input is read and dropped so that the answer arrives
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-_TITLES = {408: "Request timeout", 431: "Request header fields too large"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_TITLES = {400: "Bad request", 408: "Request timeout", 431: "Request header fields too large"}
 
 
 class _HeadersTooLarge(Exception):
@@ -78,10 +81,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             if isinstance(exc.__context__, _HeadersTooLarge):
                 self._headers_too_large()
             else:
-                self._invalid()
+                self._invalid(exc)
             return
-        except httptools.HttpParserError:
-            self._invalid()
+        except httptools.HttpParserError as exc:
+            self._invalid(exc)
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -93,10 +96,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._in_headers and self._header_bytes > MAX_HEADER_BYTES:
             self._headers_too_large()
 
-    def _invalid(self) -> None:
-        msg = "Invalid HTTP request received."
-        self.logger.warning(msg)
-        self.send_400_response(msg)
+    def _invalid(self, exc: Exception) -> None:
+        """uvicorn answers a request it cannot parse with plain text; this names what was wrong."""
+        self.logger.warning("Invalid HTTP request received.")
+        self._refuse(400, "malformed_request", f"the request is not valid HTTP/1.1: {exc}")
 
     def _headers_too_large(self) -> None:
         self._refuse(431, "headers_too_large", f"the request line and headers exceed {MAX_HEADER_BYTES} bytes")

@@ -28,10 +28,13 @@ class StreamRequest:
 def parse_stream_request(connection: HTTPConnection, last_event_id: str | None = None) -> StreamRequest:
     """Blog id from the path; `since`/`epoch` from the query, or Last-Event-ID (SSE) for `since`."""
     blog_id: str = connection.path_params["blog"]
-    raw_since = last_event_id if last_event_id not in (None, "") else connection.query_params.get("since")
+    from_header = last_event_id not in (None, "")
+    raw_since = last_event_id if from_header else connection.query_params.get("since")
     since = None
     if raw_since:
         if not raw_since.isdigit() or len(raw_since) > 15:
+            if from_header:  # name what the client sent, though it means the same as since
+                raise BadStreamRequest("Last-Event-ID", "Last-Event-ID must be the id of an event sent here (a seq)")
             raise BadStreamRequest("since", "since must be a non-negative integer seq")
         since = int(raw_since)
     epoch = connection.query_params.get("epoch") or None

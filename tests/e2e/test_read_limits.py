@@ -1,7 +1,7 @@
 """Slowloris and huge headers over raw sockets: every request must arrive whole, in time, and small.
 
 The server runs with the HTTP protocol class `livepush serve` uses (server.http_limits) and
-deadlines of half a second, so each test awaits the server closing the socket.
+deadlines of 0.3 s, so each test awaits the server closing the socket.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def engine_kind() -> str:
 
 @pytest.fixture
 async def server(start_server: ServerFactory) -> LiveServer:
-    live = await start_server(header_timeout=0.5, body_timeout=0.5)
+    live = await start_server(header_timeout=0.3, body_timeout=0.3)
     await live.create_blog("b1")
     return live
 
@@ -195,7 +195,7 @@ async def test_large_but_reasonable_headers_are_served(server: LiveServer) -> No
 async def test_streams_outlive_the_header_deadline(start_server: ServerFactory) -> None:
     """Once its headers are in, a WebSocket or SSE stream is not cut by the header deadline: each one is
     still open for its first ping, which comes after the deadline has passed."""
-    server = await start_server(header_timeout=0.5, ping_interval=1.0)
+    server = await start_server(header_timeout=0.3, ping_interval=0.6)
     await server.create_blog("b1")
     async with server.reader() as reader:
         assert (await reader.next())["type"] == "snapshot"
