@@ -69,6 +69,24 @@ class DirectSocket:
         protocol.close_timer = protocol.loop.call_later(protocol.close_timeout, transport.close)
 
 
+class _NoHandler:
+    """Stands in for the receive queue and writable event of a detached connection: signals go nowhere."""
+
+    __slots__ = ()
+
+    def put_nowait(self, message: object) -> None:
+        pass
+
+    def set(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
+_NO_HANDLER = _NoHandler()
+
+
 class Detached(Protocol):
     """Who takes over a connection whose ASGI handler has returned (see `DirectSocket.detach`)."""
 
@@ -126,10 +144,19 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
 
     def _forget_handshake(self) -> None:
-        """Drop what only the handshake and the ASGI handler needed: memory held per idle reader."""
+        """Drop what only the handshake and the ASGI handler needed: memory held per idle reader.
+
+        The receive queue and the writable event serve only an ASGI handler (about 4 KiB per
+        connection); uvicorn still signals them, so they become a shared sink.
+        """
         self.scope = None  # type: ignore[assignment]
+        # websockets' parser generator keeps the Request alive in its frame: empty its headers.
+        self.request.headers.clear()
+        self.response.headers.clear()
         self.request = None  # type: ignore[assignment]
         self.response = None  # type: ignore[assignment]
+        self.queue = _NO_HANDLER  # type: ignore[assignment]
+        self.writable = _NO_HANDLER  # type: ignore[assignment]
 
     def send_receive_event_to_app(self) -> None:
         handler = self.detached
