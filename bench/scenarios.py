@@ -128,8 +128,8 @@ def core_share(sampler: Sampler, start: float, end: float, core: int | None) -> 
     return round((b.cores[core] - a.cores[core]) / (b.at - a.at), 3)
 
 
-def idle(ctx: Context, variant: Variant, redis: Redis | None, readers: int) -> dict[str, Any]:
-    """*readers* connect at once and stay idle: all-served time, memory per reader, CPU per connection."""
+def idle(ctx: Context, variant: Variant, redis: Redis | None, readers: int, ramp: float = 0.0) -> dict[str, Any]:
+    """*readers* connect at once (or over *ramp* s) and stay idle: all-served time, memory and CPU per reader."""
     hold = 3.0 if ctx.quick else 4.0
     server = fresh_server(ctx, variant, redis)
     try:
@@ -139,9 +139,9 @@ def idle(ctx: Context, variant: Variant, redis: Redis | None, readers: int) -> d
             before = sampler.read()
             load = load_average()
             overflows = listen_overflows()
-            summary = run_tool(ctx, server, f"{variant.name}-idle-{readers}", "--readers", str(readers),
-                               "--ramp", "0", "--duration", str(hold), "--drain", "1", "--connect-timeout", "30",
-                               "--sample", f"{sample_share(readers):.4f}")
+            summary = run_tool(ctx, server, f"{variant.name}-idle-{readers}-{ramp:g}", "--readers", str(readers),
+                               "--ramp", f"{ramp:g}", "--duration", str(hold), "--drain", "1",
+                               "--connect-timeout", "30", "--sample", f"{sample_share(readers):.4f}")
             overflows = listen_overflows() - overflows
     finally:
         ctx.processes.stop(server.process)
@@ -156,7 +156,7 @@ def idle(ctx: Context, variant: Variant, redis: Redis | None, readers: int) -> d
     if served is not None:
         connect_cpu = interpolate(sampler, t0 + served, "cpu") - interpolate(sampler, t0, "cpu")
     return {
-        "scenario": "idle", "variant": variant.name, "readers": readers, "load_average": load,
+        "scenario": "idle", "variant": variant.name, "readers": readers, "ramp_s": ramp, "load_average": load,
         "served": summary["started"], "all_served_s": served, "handshake": summary["handshake"],
         "listen_overflows": overflows,
         "rss_before_kib": before.rss_kib, "rss_held_kib": rss, "fds_held": fds,

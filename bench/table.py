@@ -47,6 +47,15 @@ def _served(readers: int) -> Callable[[Results], float | None]:
     return lambda r: _get(r, "idle", str(readers), "all_served_s")
 
 
+def _cpu_at_max(r: Results) -> float | None:
+    best = _get(r, "ladder", "max_rate")
+    for step in _get(r, "ladder", "steps") or []:
+        if step.get("rate") == best:
+            value: float | None = step.get("server_cpu_per_delivery_us")
+            return value
+    return None
+
+
 def _ttlr(r: Results) -> float | None:
     value = _get(r, "rush", "time_to_last_reader", "p99")
     return None if value is None else value / 1000
@@ -100,6 +109,8 @@ ROWS = (
     Row("cpu_rush", "server CPU per delivered message, 10 000 readers at 20 posts/s", "µs",
         lambda r: _get(r, "rush", "server_cpu_per_delivery_us"), 4.0, True,
         ("2.8-3.1 µs", "4.2-5.7 µs", "6-7 µs", "11-13 µs")),
+    Row("cpu_max", "server CPU per delivered message at that max rate, 5 000 readers", "µs", _cpu_at_max, 4.0, True,
+        ("2.8-3.1 µs", "4.2-5.7 µs", "6-7 µs", "11-13 µs")),
     Row("max_rate", "max deliveries/s with p99 < 1 s, 5 000 readers", "/s",
         lambda r: _get(r, "ladder", "max_deliveries_per_s"), 240_000, False,
         ("~345 000", "~237 000", "~140 000", "~47 000"), _ladder_note),
@@ -110,6 +121,9 @@ ROWS = (
     Row("memory_5000", "memory per idle reader (server RSS), 5 000 readers", "KiB", _memory(5000), 12.0, True,
         ("10.3 KiB", "4.5-7.5 KiB", "12-13 KiB", "36 KiB")),
     Row("memory_10000", "memory per idle reader (server RSS), 10 000 readers", "KiB", _memory(10000), 12.0, True,
+        ("10.3 KiB", "4.5-7.5 KiB", "12-13 KiB", "36 KiB")),
+    Row("memory_ramped", "memory per idle reader (server RSS), 10 000 readers connected over 5 s", "KiB",
+        lambda r: _get(r, "idle_ramped", "10000", "rss_per_reader_kib"), 12.0, True,
         ("10.3 KiB", "4.5-7.5 KiB", "12-13 KiB", "36 KiB")),
     Row("connect_1000", "1 000 readers connecting at once, all served", "s", _served(1000), None, True,
         ("", "", "", "")),
