@@ -11,14 +11,22 @@ connection comes back, `resync` asks the relay to check every watched blog again
 Keys of one blog share the hash tag `{<blog>}` so a move to Redis Cluster keeps a blog on one
 shard (see docs/OPERATIONS.md for the layout). Redis errors become EngineUnavailable (HTTP 503);
 writes are never retried by the client, because a retried script could apply twice.
+
+A Redis that restarted, or a replica promoted in a failover, may hold a history that lost its
+newest events while keeping each blog's epoch. `check_identity` compares the server's identity
+(run_id and replication id) with the one stamped in `lp:identity`; when it differs, every blog
+moves to a new epoch, so a reader that saw a lost event resumes into a snapshot instead of being
+told its resume was complete. It runs at start, after every reconnection of the subscription,
+before the first script after a connection error, and every `identity_interval` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -30,7 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server import wire
@@ -58,9 +66,13 @@ from server.wire import Frame
 log = logging.getLogger("livepush.redis")
 
 BLOGS = "lp:blogs"
+IDENTITY = "lp:identity"
 PATTERN = "lp:{*}:live"
 _CAS_ATTEMPTS = 20
 _STATIC_FIELDS = ("id", "title", "description", "authors", "source", "timezone", "created_at")
+# Errors after which the next script first checks the server's identity (a failover looks like this).
+_LOST = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+_REBASE_BATCH = 100
 
 
 def make_client(url: str, health_check_interval: float = 2.0) -> aioredis.Redis:
@@ -119,42 +131,68 @@ class RedisEngine:
 
     name = "redis"
 
-    def __init__(self, url: str, history_size: int = 1000) -> None:
+    def __init__(self, url: str, history_size: int = 1000, identity_interval: float = 10.0) -> None:
         self._url = url
         self._history = history_size
+        self._identity_interval = identity_interval
         self._redis = make_client(url)
         self._scripts = {name: self._script(name) for name in
                          ("create_blog", "update_blog", "create_post", "update_post", "delete_post",
-                          "events_since", "page")}
+                          "events_since", "page", "identity", "rebase")}
         self._listener: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._deliver: Deliver | None = None
         self._resync: Resync | None = None
         self._connected_once = False
+        self._identity_lock = asyncio.Lock()
+        self._suspect = True  # check the server's identity before the next script
+        self._complaint = ""  # what was last logged about the server, so it is logged once
+        self.identity: str | None = None  # "<run_id>:<master_replid>" of the server last confirmed
         self.reconnects = 0
+        self.epochs_moved = 0  # blogs this process moved to a new epoch
 
     def _script(self, name: str) -> AsyncScript:
         folder = resources.files("server.engine") / "lua"
         body = (folder / f"{name}.lua").read_text()
-        if name not in ("events_since", "page", "create_blog"):
+        if name in ("identity", "rebase"):
+            body = (folder / "server_identity.lua").read_text() + "\n" + body
+        elif name not in ("events_since", "page", "create_blog"):
             body = (folder / "prelude.lua").read_text() + "\n" + body
         return self._redis.register_script(body)
 
     async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> Any:
+        if self._suspect:
+            await self._confirm_identity()
         try:
             return await self._scripts[name](keys=[*_keys(blog_id), *extra_keys], args=list(args))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        """The error for a lost or refused command; the next script checks whom it talks to first.
+
+        The idle pooled connections most likely lead to the same dead or demoted server: drop them,
+        so that each does not fail one more request before reconnecting.
+        """
+        self._suspect = True
+        self._spawn(self._redis.connection_pool.disconnect(inuse_connections=False))
+        return EngineUnavailable(str(exc))
 
     # lifecycle
 
     async def start(self, deliver: Deliver, resync: Resync) -> None:
         self._deliver, self._resync = deliver, resync
+        # Before serving: a blog created now must not be moved by a check that was merely late.
+        with contextlib.suppress(EngineUnavailable):  # Redis down: the first connection checks
+            await self._confirm_identity()
         self._listener = asyncio.create_task(self._listen(), name="livepush-redis-pubsub")
+        self._spawn(self._check_identity_every_while())
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        tasks = [task for task in (self._listener, *self._tasks) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._redis.aclose()
 
     async def ready(self) -> bool:
@@ -184,8 +222,8 @@ class RedisEngine:
         # Outside the script: the index spans blogs, hence hash slots.
         try:
             await self._redis.sadd(BLOGS, blog_id)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
 
     @staticmethod
     def _blog_args(blog: Blog, epoch: str) -> list[Any]:
@@ -210,8 +248,8 @@ class RedisEngine:
     async def get_blog(self, blog_id: str) -> Blog:
         try:
             meta = await self._redis.hgetall(_keys(blog_id)[0])
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
         if not meta:
             raise BlogNotFound(blog_id)
         return _blog_from_meta(meta)
@@ -224,8 +262,8 @@ class RedisEngine:
                 for blog_id in ids:
                     pipe.hgetall(_keys(blog_id)[0])
                 metas = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
         return [_blog_from_meta(meta) for meta in metas if meta]
 
     # posts
@@ -277,8 +315,8 @@ class RedisEngine:
                 pipe.exists(_keys(blog_id)[0])
                 pipe.hget(_keys(blog_id)[1], post_id)
                 exists, raw = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
         if not exists:
             raise BlogNotFound(blog_id)
         if raw is None:
@@ -319,8 +357,92 @@ class RedisEngine:
     async def send_canary(self, token: bytes) -> None:
         try:
             await self._redis.publish(channel(CANARY_BLOG), b"- 0 " + token)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
+
+    # the server's identity
+
+    async def check_identity(self) -> int:
+        """Move every blog to a new epoch if the Redis server is not the one their epochs were confirmed on.
+
+        The server's identity is its run_id and replication id. `lp:identity` holds the identity
+        under which every blog's epoch was last confirmed; it lives in the data, so it travels
+        with it (AOF, RDB, replication) and any node, even one started after a failover, can tell
+        that the data now sits on another server. When they differ, each blog is moved by a
+        compare-and-set keyed on the new identity (rebase.lua), so nodes noticing the same change
+        at once agree on one new epoch per blog. Returns how many blogs this call moved.
+        """
+        async with self._identity_lock:
+            return await self._check_identity()
+
+    async def _confirm_identity(self) -> None:
+        """check_identity, once, for the callers queued behind a suspicion (EngineUnavailable if it fails)."""
+        async with self._identity_lock:
+            if self._suspect:
+                await self._check_identity()
+
+    async def _check_identity(self) -> int:
+        try:
+            identity_raw, role, stamp = await self._scripts["identity"](keys=[IDENTITY])
+            identity = identity_raw.decode()
+            if role != b"master":
+                # Writes fail here anyway (READONLY, answered 503); stay suspicious until a primary answers.
+                if self._complaint != "replica":
+                    log.error("redis at %s is a replica, not a primary; writes fail until it is promoted or "
+                              "REDIS_URL leads to the primary", self._url_for_logs())
+                self._complaint, self._suspect = "replica", True
+                return 0
+            moved = 0
+            if stamp is None or stamp.decode() != identity:
+                moved = await self._rebase_all()
+                await self._redis.set(IDENTITY, identity)
+                self._log_rebase(identity, stamp, moved)
+        except _LOST as exc:
+            raise self._unavailable(exc) from exc
+        except ResponseError as exc:
+            # INFO refused (ACL, renamed command): carry on without the check rather than refuse every write.
+            if self._complaint != "unchecked":
+                log.error("redis at %s: cannot read the server's identity (%s); blogs will keep their epoch after "
+                          "a restart or failover", self._url_for_logs(), exc)
+            self._complaint, self._suspect = "unchecked", False
+            return 0
+        self.identity, self._suspect, self._complaint = identity, False, ""
+        return moved
+
+    async def _rebase_all(self) -> int:
+        members: set[bytes] = await self._redis.smembers(BLOGS)  # type: ignore[assignment]
+        ids = sorted(member.decode() for member in members)
+        moved = 0
+        for start in range(0, len(ids), _REBASE_BATCH):
+            batch = ids[start:start + _REBASE_BATCH]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for blog_id in batch:
+                    await self._scripts["rebase"](keys=_keys(blog_id), args=[secrets.token_hex(4), channel(blog_id)],
+                                                  client=pipe)
+                replies = await pipe.execute()
+            moved += sum(1 for reply in replies if reply[0] == b"moved")
+        self.epochs_moved += moved
+        return moved
+
+    def _log_rebase(self, identity: str, stamp: bytes | None, moved: int) -> None:
+        if stamp is None and moved == 0:
+            log.info("redis at %s: identity %s recorded", self._url_for_logs(), identity)
+            return
+        log.warning("redis at %s is not the server the blogs' epochs were confirmed on (was %s, now %s: restarted "
+                    "or failed over, newest events may be lost); moved %d blogs to a new epoch here, their readers "
+                    "resume from a snapshot", self._url_for_logs(), stamp.decode() if stamp else "unknown", identity,
+                    moved)
+
+    async def _check_identity_every_while(self) -> None:
+        while True:
+            await asyncio.sleep(self._identity_interval)
+            with contextlib.suppress(EngineUnavailable):
+                await self.check_identity()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # pub/sub
 
@@ -352,11 +474,19 @@ class RedisEngine:
                 delay = min(delay * 2, 5.0)
 
     def _connected(self) -> None:
-        if self._connected_once:
+        reconnected = self._connected_once
+        if reconnected:
             self.reconnects += 1
-            if self._resync is not None:
-                asyncio.get_running_loop().call_soon(self._resync)
-        self._connected_once = True
+        self._connected_once, self._suspect = True, True
+        self._spawn(self._after_connect(reconnected))
+
+    async def _after_connect(self, reconnected: bool) -> None:
+        # The identity first: if the blogs move to a new epoch, the resync below (and the demo reload it
+        # may trigger) already sees it, and nothing just reloaded is moved a second time.
+        with contextlib.suppress(EngineUnavailable):  # still suspicious: the next script checks again
+            await self._confirm_identity()
+        if reconnected and self._resync is not None:
+            self._resync()
 
     def _on_message(self, channel_name: bytes, data: bytes) -> None:
         # channel: lp:{<blog>}:live; data: "<epoch> <seq> <event json>"
