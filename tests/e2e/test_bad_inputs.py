@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,6 +77,36 @@ async def test_a_garbage_if_match_is_400_and_changes_nothing(server: LiveServer,
     assert_problem(await server.http.delete(url, headers=headers), 400, "If-Match")
     assert (await server.http.get(url)).json() == post
     await assert_unchanged(server, before)
+
+
+@pytest.mark.parametrize("case", ["no_exp", "no_sub", "hs512_same_secret", "blogs_as_a_string", "nbf_in_the_future",
+                                  "iat_in_the_future", "signature_stripped"])
+async def test_more_bad_scoped_tokens_are_401(server: LiveServer, blog: dict[str, Any], case: str) -> None:
+    """Beyond test_api's cases: the algorithm is pinned, exp and sub are required, and claims are typed."""
+    import jwt
+
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": "desk", "aud": "livepush", "iat": now, "exp": now + 3600, "blogs": ["b1"]}
+    algorithm = "HS256"
+    if case == "no_exp":
+        del claims["exp"]
+    elif case == "no_sub":
+        del claims["sub"]
+    elif case == "hs512_same_secret":
+        algorithm = "HS512"
+    elif case == "blogs_as_a_string":
+        claims["blogs"] = "*"
+    elif case == "nbf_in_the_future":
+        claims["nbf"] = now + 3600
+    elif case == "iat_in_the_future":
+        claims["iat"] = now + 3600
+    with warnings.catch_warnings():  # the test secret is short for HS512: the point is that HS512 is refused
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        token = jwt.encode(claims, JWT_SECRET, algorithm=algorithm)
+    if case == "signature_stripped":
+        token = token.rsplit(".", 1)[0] + "."
+    assert_problem(await server.publish(headers=server.auth(token)), 401, "Authorization")
+    await assert_unchanged(server, blog)
 
 
 @pytest.mark.parametrize(("header", "status"), [
