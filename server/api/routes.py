@@ -18,6 +18,7 @@ from server import wire
 from server.api.body import fingerprint, read_model
 from server.api.errors import ApiError
 from server.auth import Principal, Unauthorized
+from server.logs import set_subject
 from server.model import (
     Blog,
     BlogCreate,
@@ -114,6 +115,7 @@ def _principal(request: Request) -> Principal:
     except Unauthorized as exc:
         raise ApiError(401, "invalid_token", str(exc), field="Authorization",
                        headers={"WWW-Authenticate": challenge + ', error="invalid_token"'}) from None
+    set_subject(principal.subject)
     return principal
 
 
