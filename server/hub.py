@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+from server import wire
 from server.wire import Frame
 
 CLOSE_NORMAL = 1000
@@ -33,9 +34,10 @@ CLOSE_UNKNOWN_BLOG = 4404
 class Reader:
     """One connected reader's outgoing queue, filled synchronously by the hub, drained by its transport."""
 
-    __slots__ = ("_bytes", "_limit", "_parked", "_queue", "_waiter", "close_code", "close_reason", "seq")
+    __slots__ = ("_bytes", "_conflate", "_limit", "_parked", "_queue", "_superseded", "_waiter", "close_code",
+                 "close_reason", "conflations", "seq")
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, *, conflate: bool = False) -> None:
         self._queue: list[Frame] = []  # appended, then taken whole: a list is a tenth of a deque's size
         self._bytes = 0
         self._limit = limit_bytes
@@ -44,6 +46,9 @@ class Reader:
         self.close_code: int | None = None
         self.close_reason = ""
         self.seq = 0  # the highest seq this reader has been given
+        self._conflate = conflate
+        self._superseded: list[int] = []
+        self.conflations = 0
 
     @property
     def closed(self) -> bool:
@@ -58,6 +63,8 @@ class Reader:
         elif frame.seq <= self.seq:
             return True  # already covered by the first message
         else:
+            if self._conflate and self._queue:
+                self._drop_superseded(frame)
             self._queue.append(frame)
             self.seq = frame.seq
         self._bytes += len(frame.data)
@@ -98,6 +105,23 @@ class Reader:
         self._wake()
         return True
 
+    def _drop_superseded(self, frame: Frame) -> None:
+        """Drop queued state events that *frame* replaces (an older edit of the same post, say)."""
+        key, _ = frame.state
+        if not key:
+            return
+        kept: list[Frame] = []
+        for queued in self._queue:
+            queued_key, replaceable = queued.state
+            if replaceable and queued_key == key:
+                self._superseded.append(queued.seq)
+                self._bytes -= len(queued.data)
+            else:
+                kept.append(queued)
+        if len(kept) != len(self._queue):
+            self.conflations += len(self._queue) - len(kept)
+            self._queue = kept
+
     def close(self, code: int, reason: str = "") -> None:
         """Ask the transport to close with *code*; queued frames are dropped."""
         if self.close_code is None:
@@ -108,9 +132,12 @@ class Reader:
             self._wake()
 
     def take(self) -> list[Frame]:
-        """Everything queued, oldest first; empties the queue."""
+        """Everything queued, oldest first, after a `conflated` notice if state events were dropped; empties it."""
         frames, self._queue = self._queue, []
         self._bytes = 0
+        if self._superseded:
+            frames.insert(0, wire.conflated(frames[0].blog if frames else "", sorted(self._superseded)))
+            self._superseded = []
         return frames
 
     async def wait(self, idle: float) -> bool:
@@ -183,6 +210,7 @@ class Hub:
         self._slice = slice_size
         self.delivered = 0
         self.evicted = 0
+        self._conflations_retired = 0
         self.observe_fanout: Callable[[float], None] | None = None  # seconds from broadcast() to the last reader
 
     def add(self, blog_id: str, reader: Reader) -> None:
@@ -190,10 +218,16 @@ class Hub:
 
     def remove(self, blog_id: str, reader: Reader) -> None:
         readers = self._readers.get(blog_id)
-        if readers is not None:
+        if readers is not None and reader in readers:
             readers.discard(reader)
+            self._conflations_retired += reader.conflations
             if not readers:
                 del self._readers[blog_id]
+
+    @property
+    def conflations(self) -> int:
+        """State events dropped for lagging readers because a later one replaced them (all readers, ever)."""
+        return self._conflations_retired + sum(r.conflations for rs in self._readers.values() for r in rs)
 
     def broadcast(self, frame: Frame) -> None:
         """Queue *frame* for every local reader of its blog; written by the next pass."""
@@ -242,6 +276,7 @@ class Hub:
             elif readers is not None and reader in readers:
                 readers.discard(reader)
                 self.evicted += 1
+                self._conflations_retired += reader.conflations
         self.delivered += delivered
         fanout.index = end
         if end < len(fanout.targets):
@@ -268,6 +303,7 @@ class Hub:
         readers = self._readers.pop(blog_id, set())
         for reader in readers:
             reader.close(code, reason)
+            self._conflations_retired += reader.conflations
         return len(readers)
 
     def close_some(self, limit: int, code: int, reason: str) -> int:
@@ -276,7 +312,9 @@ class Hub:
         for blog_id in list(self._readers):
             readers = self._readers[blog_id]
             while readers and closed < limit:
-                readers.pop().close(code, reason)
+                reader = readers.pop()
+                reader.close(code, reason)
+                self._conflations_retired += reader.conflations
                 closed += 1
             if not readers:
                 del self._readers[blog_id]

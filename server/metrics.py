@@ -36,6 +36,8 @@ class _FanoutCollector(Collector):
         yield CounterMetricFamily("livepush_deliveries", "Events queued to readers", value=self._hub.delivered)
         yield CounterMetricFamily("livepush_slow_reader_closes", "Readers closed with 1013 for falling behind",
                                   value=self._hub.evicted)
+        yield CounterMetricFamily("livepush_conflations", "State events superseded for lagging readers",
+                                  value=self._hub.conflations)
         yield CounterMetricFamily("livepush_gaps_repaired", "Event gaps filled from history",
                                   value=self._relay.gaps_repaired)
         yield CounterMetricFamily("livepush_history_resets", "Blogs whose readers had to start over",

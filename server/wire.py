@@ -22,7 +22,7 @@ from server.model import Blog, Post, format_time
 class Frame:
     """One encoded message: `data` is its JSON; `text` and `sse` are derived once, lazily."""
 
-    __slots__ = ("_sse", "_text", "_ws", "blog", "data", "epoch", "seq")
+    __slots__ = ("_sse", "_state", "_text", "_ws", "blog", "data", "epoch", "seq")
 
     def __init__(self, blog: str, seq: int, data: bytes, epoch: str = "") -> None:
         self.blog = blog
@@ -32,6 +32,30 @@ class Frame:
         self._text: str | None = None
         self._sse: bytes | None = None
         self._ws: bytes | None = None
+        self._state: tuple[str, bool] | None = None
+
+    @property
+    def state(self) -> tuple[str, bool]:
+        """(what state the event is about, whether a later event about it replaces this one whole).
+
+        `("post:<id>", True)` for post.updated (it carries the whole post), `("post:<id>", False)`
+        for post.deleted, `("blog", True)` for blog.updated, `("", False)` for everything else:
+        new posts are never conflated. Decoded once, only when a lagging reader conflates.
+        """
+        if self._state is None:
+            self._state = ("", False)
+            try:
+                message = orjson.loads(self.data)
+            except orjson.JSONDecodeError:
+                return self._state
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "post.updated":
+                self._state = ("post:" + str(message.get("post", {}).get("id")), True)
+            elif kind == "post.deleted":
+                self._state = ("post:" + str(message.get("post_id")), False)
+            elif kind == "blog.updated":
+                self._state = ("blog", True)
+        return self._state
 
     @property
     def text(self) -> str:
@@ -61,6 +85,11 @@ class Frame:
 
 
 PING = Frame("", 0, b'{"type":"ping"}')
+
+
+def conflated(blog_id: str, seqs: Sequence[int]) -> Frame:
+    """The notice a lagging reader gets in place of superseded state events: their seqs, never to come."""
+    return Frame(blog_id, 0, dumps({"type": "conflated", "seqs": list(seqs)}))
 
 
 def dumps(value: Any) -> bytes:

@@ -55,14 +55,15 @@ export class Connection {
 
   url(path) {
     const { since, epoch } = this.position();
-    const query = new URLSearchParams();
+    // The widget applies posts by id and version and the header from any event, so when this
+    // reader lags the server may replace older edits with newer ones (a `conflated` notice).
+    const query = new URLSearchParams({ conflate: "1" });
     if (since !== null) {
       query.set("since", String(since));
       if (epoch) query.set("epoch", epoch);
     }
     const base = path === "ws" ? this.origin.replace(/^http/, "ws") : this.origin;
-    const search = query.toString();
-    return `${base}/${path}/blogs/${encodeURIComponent(this.blogId)}${search ? `?${search}` : ""}`;
+    return `${base}/${path}/blogs/${encodeURIComponent(this.blogId)}?${query}`;
   }
 
   open() {

@@ -96,6 +96,9 @@ class Detached(Protocol):
     def lost(self) -> None:
         """The connection is gone (called once)."""
 
+    def flow(self, paused: bool) -> None:
+        """The transport's write buffer went above its high-water mark (True) or drained below low-water."""
+
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's default WebSocket protocol, offering `livepush.direct` in the ASGI scope.
@@ -176,6 +179,16 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
                 valid = False
         handler.received(text, valid)
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.detached is not None:
+            self.detached.flow(paused=True)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.detached is not None:
+            self.detached.flow(paused=False)
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         handler, self.detached = self.detached, None
@@ -187,30 +200,45 @@ class DirectReader(Reader):
     """A Reader whose frames are written to the socket inside `offer()`; no queue, no writer task.
 
     Its bound is the transport's own write buffer: past `limit_bytes` unsent, the reader is
-    closed with 1013 and the connection aborted.
+    closed with 1013 and the connection aborted. A reader that asked for conflation is instead
+    *held* while its transport is paused (above high water): events wait in the queue, where a
+    later edit replaces an older one, and go out in one write when the transport drains.
     """
 
-    __slots__ = ("_socket", "idle_checks", "quiet")
+    __slots__ = ("_held", "_socket", "idle_checks", "quiet")
 
-    def __init__(self, socket: DirectSocket, limit_bytes: int) -> None:
-        super().__init__(limit_bytes)
+    def __init__(self, socket: DirectSocket, limit_bytes: int, *, conflate: bool = False) -> None:
+        super().__init__(limit_bytes, conflate=conflate)
         self._socket = socket
+        self._held = False
         self.quiet = True
         self.idle_checks = 0
 
     def offer(self, frame: Frame) -> bool:
         if self.close_code is not None:
             return False
-        if self._parked is not None:
+        if self._parked is not None or self._held:
             return super().offer(frame)
         if frame.seq <= self.seq:
             return True  # already covered by the first message
         return self._write(frame.ws, frame.seq)
 
     def offer_batch(self, batch: Batch) -> bool:
-        if self.seq != batch.first - 1 or self._parked is not None or self.close_code is not None:
+        if self.seq != batch.first - 1 or self._parked is not None or self._held or self.close_code is not None:
             return super().offer_batch(batch)  # frame by frame: drops what the first message covered
         return self._write(batch.ws, batch.last)
+
+    def flow(self, paused: bool) -> None:
+        """Hold events while the transport is paused (conflating readers only); write them when it drains."""
+        if not self._conflate or self._parked is not None or self.close_code is not None:
+            return
+        if paused:
+            self._held = True
+            return
+        self._held = False
+        frames = self.take()
+        if frames:
+            self._write(b"".join(frame.ws for frame in frames), self.seq)
 
     def _write(self, data: bytes, seq: int) -> bool:
         """Write *data* (events up to *seq*) unless the peer is past its bound; False when closed."""

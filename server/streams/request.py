@@ -1,4 +1,4 @@
-"""What a stream request asks for (blog, resume position) and whether its origin may ask."""
+"""What a stream request asks for (blog, resume position, conflation) and whether its origin may ask."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class StreamRequest:
     blog_id: str
     since: int | None
     epoch: str | None
+    conflate: bool = False  # `?conflate=1`: a lagging reader may get `conflated` notices instead of old edits
 
 
 def parse_stream_request(connection: HTTPConnection, last_event_id: str | None = None) -> StreamRequest:
@@ -40,7 +41,10 @@ def parse_stream_request(connection: HTTPConnection, last_event_id: str | None =
     epoch = connection.query_params.get("epoch") or None
     if epoch is not None and (len(epoch) > 64 or not epoch.isalnum()):
         raise BadStreamRequest("epoch", "epoch must be the epoch string the server sent")
-    return StreamRequest(blog_id, since, epoch)
+    conflate = connection.query_params.get("conflate", "0")
+    if conflate not in ("0", "1", "true", "false"):
+        raise BadStreamRequest("conflate", "conflate must be 1 or 0")
+    return StreamRequest(blog_id, since, epoch, conflate in ("1", "true"))
 
 
 def origin_allowed(connection: HTTPConnection, allowed: tuple[str, ...]) -> bool:

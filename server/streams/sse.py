@@ -40,7 +40,7 @@ async def sse_stream(request: Request) -> Response:
         svc.admission.admit(address)
     except Refused as exc:
         return problem_response(ApiError(503, "too_many_streams", str(exc), headers={"Retry-After": "5"}))
-    reader = Reader(svc.settings.reader_buffer_bytes)
+    reader = Reader(svc.settings.reader_buffer_bytes, conflate=stream.conflate)
     try:
         attached = await svc.feeds.open(reader, stream.blog_id, stream.since, stream.epoch)
     except BaseException as exc:

@@ -68,7 +68,9 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
     """One admitted reader, from attach to close; True if the connection was detached (still open)."""
     direct: DirectSocket | None = websocket.scope.get("extensions", {}).get(EXTENSION)
     limit = svc.settings.reader_buffer_bytes
-    reader = DirectReader(direct, limit) if direct is not None and svc.settings.direct_write else Reader(limit)
+    conflate = request.conflate
+    reader = (DirectReader(direct, limit, conflate=conflate) if direct is not None and svc.settings.direct_write
+              else Reader(limit, conflate=conflate))
     try:
         # The contract resumes only with both: a seq without its epoch could count in another history.
         since = request.since if request.epoch is not None else None
@@ -118,6 +120,9 @@ class _DetachedReader:
             self._reader.close(CLOSE_INVALID_DATA, "text that is not UTF-8")
         else:
             self._guard.received(binary=not text)
+
+    def flow(self, paused: bool) -> None:
+        self._reader.flow(paused)
 
     def lost(self) -> None:
         reader, svc = self._reader, self._svc

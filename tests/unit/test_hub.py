@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from server.hub import CLOSE_TRY_LATER, Batch, Hub, Reader
 from server.wire import Frame
 
@@ -105,3 +107,33 @@ async def test_closing_a_blog_drops_its_unwritten_events() -> None:
     hub.add("b1", new)
     hub.flush()
     assert new.take() == [] and hub.delivered == 0
+
+
+def event(seq: int, kind: str, post_id: str = "p") -> Frame:
+    body: dict[str, object] = {"type": kind, "seq": seq}
+    if kind == "post.deleted":
+        body["post_id"] = post_id
+    elif kind.startswith("post."):
+        body["post"] = {"id": post_id}
+    return Frame("b1", seq, orjson.dumps(body))
+
+
+def test_a_conflating_reader_keeps_only_the_latest_state_and_says_which_seqs_it_dropped() -> None:
+    reader = Reader(10_000, conflate=True)
+    reader.start([], after=0)
+    for frame in (event(1, "post.created", "a"), event(2, "post.updated", "a"), event(3, "blog.updated"),
+                  event(4, "post.updated", "b"), event(5, "post.updated", "a"), event(6, "blog.updated"),
+                  event(7, "post.deleted", "b")):
+        assert reader.offer(frame)
+    notice, *frames = reader.take()
+    assert orjson.loads(notice.data) == {"type": "conflated", "seqs": [2, 3, 4]}
+    assert [f.seq for f in frames] == [1, 5, 6, 7]  # creations and deletions are never dropped
+    assert reader.conflations == 3
+
+
+def test_a_reader_that_did_not_ask_for_conflation_gets_every_event() -> None:
+    reader = Reader(10_000)
+    reader.start([], after=0)
+    for seq in (1, 2, 3):
+        reader.offer(event(seq, "post.updated", "a"))
+    assert [f.seq for f in reader.take()] == [1, 2, 3]
