@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime
@@ -70,8 +71,18 @@ IDENTITY = "lp:identity"
 PATTERN = "lp:{*}:live"
 _CAS_ATTEMPTS = 20
 _STATIC_FIELDS = ("id", "title", "description", "authors", "source", "timezone", "created_at")
-# Errors after which the next script first checks the server's identity (a failover looks like this).
+# Errors that mean "Redis cannot take this now", answered 503: the connection is gone or timed out,
+# the server is a replica (a failover in progress), or it refuses writes: MISCONF (its disk is full,
+# AOF or RDB cannot be written), OOM (maxmemory), NOREPLICAS (min-replicas-to-write), MASTERDOWN,
+# BUSY (a script runs too long). Redis 7 keeps the code first in a script's error; 6.2 puts it after
+# ": ". Any other error is a bug and surfaces as one.
 _LOST = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+_REFUSED = re.compile(r"(^|: )(MISCONF|OOM|NOREPLICAS|MASTERDOWN|BUSY|TRYAGAIN) ")
+_FAILURES = (RedisError, OSError)
+
+
+def _unavailable_now(exc: BaseException) -> bool:
+    return isinstance(exc, _LOST) or (isinstance(exc, ResponseError) and bool(_REFUSED.search(str(exc))))
 _REBASE_BATCH = 100
 
 
@@ -165,17 +176,21 @@ class RedisEngine:
             await self._confirm_identity()
         try:
             return await self._scripts[name](keys=[*_keys(blog_id), *extra_keys], args=list(args))
-        except _LOST as exc:
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
-        """The error for a lost or refused command; the next script checks whom it talks to first.
+        """The error for a lost or refused command (anything else is raised as it is).
 
-        The idle pooled connections most likely lead to the same dead or demoted server: drop them,
-        so that each does not fail one more request before reconnecting.
+        After a lost connection the next script first checks whom it talks to, and the idle pooled
+        connections, which most likely lead to the same dead or demoted server, are dropped so that
+        each does not fail one more request before reconnecting.
         """
-        self._suspect = True
-        self._spawn(self._redis.connection_pool.disconnect(inuse_connections=False))
+        if not _unavailable_now(exc):
+            raise exc
+        if isinstance(exc, _LOST):
+            self._suspect = True
+            self._spawn(self._redis.connection_pool.disconnect(inuse_connections=False))
         return EngineUnavailable(str(exc))
 
     # lifecycle
@@ -198,6 +213,10 @@ class RedisEngine:
     async def ready(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), 1.0))
+        except ResponseError as exc:
+            # A full disk (MISCONF) or maxmemory (OOM) makes Redis refuse even PING, yet it serves every read:
+            # readers can still attach and resume, so the process stays in rotation; writes answer 503.
+            return str(exc).startswith(("MISCONF", "OOM"))
         except (RedisError, OSError, TimeoutError):
             return False
 
@@ -222,7 +241,7 @@ class RedisEngine:
         # Outside the script: the index spans blogs, hence hash slots.
         try:
             await self._redis.sadd(BLOGS, blog_id)
-        except _LOST as exc:
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
     @staticmethod
@@ -248,7 +267,7 @@ class RedisEngine:
     async def get_blog(self, blog_id: str) -> Blog:
         try:
             meta = await self._redis.hgetall(_keys(blog_id)[0])
-        except _LOST as exc:
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
         if not meta:
             raise BlogNotFound(blog_id)
@@ -262,7 +281,7 @@ class RedisEngine:
                 for blog_id in ids:
                     pipe.hgetall(_keys(blog_id)[0])
                 metas = await pipe.execute()
-        except _LOST as exc:
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
         return [_blog_from_meta(meta) for meta in metas if meta]
 
@@ -315,7 +334,7 @@ class RedisEngine:
                 pipe.exists(_keys(blog_id)[0])
                 pipe.hget(_keys(blog_id)[1], post_id)
                 exists, raw = await pipe.execute()
-        except _LOST as exc:
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
         if not exists:
             raise BlogNotFound(blog_id)
@@ -357,7 +376,7 @@ class RedisEngine:
     async def send_canary(self, token: bytes) -> None:
         try:
             await self._redis.publish(channel(CANARY_BLOG), b"- 0 " + token)
-        except _LOST as exc:
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
     # the server's identity
@@ -397,9 +416,9 @@ class RedisEngine:
                 moved = await self._rebase_all()
                 await self._redis.set(IDENTITY, identity)
                 self._log_rebase(identity, stamp, moved)
-        except _LOST as exc:
-            raise self._unavailable(exc) from exc
-        except ResponseError as exc:
+        except _FAILURES as exc:
+            if not isinstance(exc, ResponseError) or _unavailable_now(exc):
+                raise self._unavailable(exc) from exc
             # INFO refused (ACL, renamed command): carry on without the check rather than refuse every write.
             if self._complaint != "unchecked":
                 log.error("redis at %s: cannot read the server's identity (%s); blogs will keep their epoch after "
