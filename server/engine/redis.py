@@ -214,9 +214,9 @@ class RedisEngine:
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), 1.0))
         except ResponseError as exc:
-            # A full disk (MISCONF) or maxmemory (OOM) makes Redis refuse even PING, yet it serves every read:
-            # readers can still attach and resume, so the process stays in rotation; writes answer 503.
-            return str(exc).startswith(("MISCONF", "OOM"))
+            # A full disk (MISCONF) makes Redis refuse even PING, yet it serves every read: readers can still
+            # attach and resume, so the process stays in rotation; writes answer 503.
+            return str(exc).startswith("MISCONF")
         except (RedisError, OSError, TimeoutError):
             return False
 
