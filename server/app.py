@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         admission = Admission(settings.max_streams, settings.max_streams_per_address)
         feeds = Feeds(engine, hub, relay, settings.snapshot_size)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
-                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds, canary, admission),
+                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds, canary, admission, engine),
                        pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
                        writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,

@@ -14,14 +14,21 @@ from prometheus_client.registry import Collector
 
 from server.admission import Admission
 from server.canary import Canary
+from server.engine import Engine
 from server.feed import Feeds
 from server.hub import Hub
 from server.relay import Relay
 
+ENGINE_COUNTERS = {
+    "reconnects": ("livepush_redis_reconnects", "Times this process's Redis pub/sub connection was re-established"),
+    "epochs_moved": ("livepush_epoch_moves", "Blogs this process moved to a new epoch (Redis restart or failover)"),
+}
+
 
 class _FanoutCollector(Collector):
     def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None,
-                 admission: Admission | None) -> None:
+                 admission: Admission | None, engine: Engine | None) -> None:
+        self._engine = engine
         self._admission = admission
         self._hub = hub
         self._relay = relay
@@ -48,6 +55,10 @@ class _FanoutCollector(Collector):
             yield GaugeMetricFamily("livepush_streams_open", "Streams open in this process", value=self._admission.open)
             yield CounterMetricFamily("livepush_streams_refused", "Streams refused by a cap",
                                       value=self._admission.refused)
+        if self._engine is not None:
+            for key, value in self._engine.counters().items():
+                name, help_text = ENGINE_COUNTERS.get(key, (f"livepush_engine_{key}", f"Engine counter {key}"))
+                yield CounterMetricFamily(name, help_text, value=value)
         if self._canary is not None:
             yield GaugeMetricFamily("livepush_canary_age_seconds", "Since this process last heard its own canary",
                                     value=self._canary.age)
@@ -59,7 +70,7 @@ class Metrics:
     content_type = "text/plain; version=0.0.4; charset=utf-8"
 
     def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, engine: Engine | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
         self.registry = CollectorRegistry()
         self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
@@ -73,7 +84,7 @@ class Metrics:
             "livepush_fanout_seconds", "From an event reaching this process to its write to the last local reader",
             registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         hub.observe_fanout = self.fanout_seconds.observe
-        self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission))
+        self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission, engine))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

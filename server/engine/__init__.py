@@ -108,6 +108,10 @@ class Engine(Protocol):
         """True when writes can be accepted right now."""
         ...
 
+    def counters(self) -> dict[str, int]:
+        """Engine events worth a metric, as running totals: e.g. {"reconnects": 3, "epochs_moved": 1}."""
+        ...
+
     async def create_blog(self, blog: Blog) -> Blog:
         """Store a new blog with seq 0 and a fresh epoch; BlogExists if the id is taken."""
         ...

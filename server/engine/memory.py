@@ -80,6 +80,9 @@ class MemoryEngine:
     async def ready(self) -> bool:
         return self._deliver is not None
 
+    def counters(self) -> dict[str, int]:
+        return {}  # one process, nothing to reconnect to, and its history is never lost
+
     # blogs
 
     async def create_blog(self, blog: Blog) -> Blog:

@@ -210,6 +210,9 @@ class RedisEngine:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._redis.aclose()
 
+    def counters(self) -> dict[str, int]:
+        return {"reconnects": self.reconnects, "epochs_moved": self.epochs_moved}
+
     async def ready(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), 1.0))

@@ -22,7 +22,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server.admission import Refused
-from server.engine import BlogNotFound
+from server.engine import BlogNotFound, EngineUnavailable
 from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_TRY_LATER, CLOSE_UNKNOWN_BLOG, Reader
 from server.services import Services, services
 from server.streams.direct import EXTENSION, DirectReader, DirectSocket
@@ -77,6 +77,9 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
         attached = await svc.feeds.open(reader, request.blog_id, since, request.epoch)
     except BlogNotFound:
         await websocket.close(CLOSE_UNKNOWN_BLOG, "unknown blog")
+        return False
+    except EngineUnavailable:
+        await websocket.close(CLOSE_TRY_LATER, "storage unavailable; retry later")
         return False
     svc.metrics.streams.labels("websocket", "snapshot" if attached.snapshot else "resume").inc()
     if isinstance(reader, DirectReader):

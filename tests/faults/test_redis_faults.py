@@ -185,6 +185,9 @@ async def test_a_killed_subscription_is_healed_from_history() -> None:
             metrics = (await server.http.get("/metrics")).text
             repaired = [line for line in metrics.splitlines() if line.startswith("livepush_gaps_repaired_total ")]
             assert float(repaired[0].split()[1]) >= 1  # the events pub/sub dropped came from history
+            reconnects = [line for line in metrics.splitlines() if line.startswith("livepush_redis_reconnects_total ")]
+            assert float(reconnects[0].split()[1]) >= 2  # one per CLIENT KILL
+            assert "livepush_epoch_moves_total 0.0" in metrics  # the same server: nothing moved
 
 
 async def test_readyz_turns_503_when_events_stop_flowing_though_redis_answers_ping() -> None:
@@ -209,3 +212,20 @@ async def test_readyz_turns_503_when_events_stop_flowing_though_redis_answers_pi
             async with asyncio.timeout(10):
                 while (await server.http.get("/readyz")).status_code != 200:  # noqa: ASYNC110 (HTTP state)
                     await asyncio.sleep(0.1)
+
+
+async def test_a_reader_attaching_while_redis_is_down_is_told_to_retry() -> None:
+    """A resume needs history from Redis: with Redis down the WebSocket closes 1013 (retry later) and SSE
+    answers 503 with Retry-After, instead of an error page on a socket."""
+    with private_redis("--appendonly", "no") as redis:
+        async with in_process_node(redis) as server:
+            await server.create_blog("b1")
+            await server.publish(headline="one")
+            blog = await server.blog()
+            async with server.reader() as watching:  # the blog is watched: the relay is synced
+                await watching.next()
+                redis.stop(kill=True)
+                async with server.reader(since=0, epoch=blog["epoch"]) as late:
+                    assert await late.closed(timeout=10) == (1013, "storage unavailable; retry later")
+                refused = await server.http.get(f"/sse/blogs/b1?since=0&epoch={blog['epoch']}")
+                assert refused.status_code == 503 and refused.headers["retry-after"]
