@@ -10,7 +10,9 @@ gets the same bytes), small incoming WebSocket messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import sys
 from collections.abc import Sequence
 
@@ -80,6 +82,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         return 2
     # Workers re-read the environment: hand them the same admin token this process prints.
     os.environ["LIVEPUSH_ADMIN_TOKEN"] = settings.admin_token
+    raise_open_files_limit()
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{port}"
     engine = "redis" if settings.redis_url else "in-process (memory)"
@@ -97,6 +100,15 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         backlog=16384,  # a reconnect storm of 10k readers overflows the default 2048
     )
     return 0
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one (each reader is a socket); return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 if __name__ == "__main__":

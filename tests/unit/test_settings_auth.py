@@ -82,3 +82,16 @@ def test_log_lines_are_json_with_the_request_id_and_escaped() -> None:
     parsed = orjson.loads(line)
     assert parsed["message"] == "headline a\r\nforged" and parsed["request_id"] == "r-1"
     assert parsed["level"] == "warning" and parsed["time"].endswith("Z")
+
+
+def test_serve_raises_the_open_files_limit_to_the_hard_limit() -> None:
+    import resource
+
+    from server.cli import raise_open_files_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+        assert raise_open_files_limit() == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
