@@ -99,20 +99,21 @@ async def _close_code(reader: asyncio.StreamReader) -> int:
                 return int.from_bytes(payload[:2], "big")
 
 
-@pytest.mark.parametrize("violation", ["unmasked", "rsv1_without_extension", "unknown_opcode",
-                                       "orphan_continuation", "fragmented_ping", "ping_over_125_bytes"])
-async def test_protocol_violations_close_with_1002(server: LiveServer, blog: dict[str, Any], violation: str) -> None:
-    bad = {
-        "unmasked": _frame(0x1, b"hello", mask=False),
-        "rsv1_without_extension": _frame(0x1, b"hello", rsv=0x40),  # permessage-deflate is never negotiated
-        "unknown_opcode": _frame(0x3, b""),
-        "orphan_continuation": _frame(0x0, b"hello"),
-        "fragmented_ping": _frame(0x9, b"hi", fin=False),
-        "ping_over_125_bytes": _frame(0x9, b"p" * 126),
-    }[violation]
-    async with raw_websocket(server) as (reader, writer):
-        writer.write(bad)
-        assert await _close_code(reader) == 1002
+VIOLATIONS = {
+    "unmasked": _frame(0x1, b"hello", mask=False),
+    "rsv1_without_extension": _frame(0x1, b"hello", rsv=0x40),  # permessage-deflate is never negotiated
+    "unknown_opcode": _frame(0x3, b""),
+    "orphan_continuation": _frame(0x0, b"hello"),
+    "fragmented_ping": _frame(0x9, b"hi", fin=False),
+    "ping_over_125_bytes": _frame(0x9, b"p" * 126),
+}
+
+
+async def test_protocol_violations_close_with_1002(server: LiveServer, blog: dict[str, Any]) -> None:
+    for violation, bad in VIOLATIONS.items():
+        async with raw_websocket(server) as (reader, writer):
+            writer.write(bad)
+            assert await _close_code(reader) == 1002, violation
     async with server.reader() as again:  # the server is fine
         assert (await again.next())["type"] == "snapshot"
 
@@ -128,30 +129,28 @@ async def test_a_bad_websocket_version_is_refused_before_the_upgrade(server: Liv
 # resume positions and other parameters
 
 
-@pytest.mark.parametrize("query", ["foo=bar", "blog=other&limit=5", "token=abc&since=&epoch="])
-async def test_unknown_or_empty_stream_parameters_are_ignored(server: LiveServer, blog: dict[str, Any],
-                                                              query: str) -> None:
+async def test_unknown_or_empty_stream_parameters_are_ignored(server: LiveServer, blog: dict[str, Any]) -> None:
     """Parameters a stream does not know change nothing: the reader gets the blog in its path, from a snapshot."""
     await server.publish(headline="One")
-    async with connect(f"{server.ws_base}/ws/blogs/b1?{query}", max_queue=None) as connection:
-        first = orjson.loads(await asyncio.wait_for(connection.recv(), 5))
-    assert (first["type"], first["blog"]["id"], first["seq"]) == ("snapshot", "b1", 1)
-    async with server.http.stream("GET", f"/sse/blogs/b1?{query}") as response:
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line.startswith("data: "):
-                first = orjson.loads(line[6:])
-                break
-    assert (first["type"], first["blog"]["id"], first["seq"]) == ("snapshot", "b1", 1)
+    for query in ("foo=bar", "blog=other&limit=5", "token=abc&since=&epoch="):
+        async with connect(f"{server.ws_base}/ws/blogs/b1?{query}", max_queue=None) as connection:
+            first = orjson.loads(await asyncio.wait_for(connection.recv(), 5))
+        assert (first["type"], first["blog"]["id"], first["seq"]) == ("snapshot", "b1", 1), query
+        async with server.http.stream("GET", f"/sse/blogs/b1?{query}") as response:
+            assert response.status_code == 200, query
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    first = orjson.loads(line[6:])
+                    break
+        assert (first["type"], first["blog"]["id"], first["seq"]) == ("snapshot", "b1", 1), query
 
 
-@pytest.mark.parametrize("query", ["since=1&epoch=not-an-epoch!", "since=1&epoch=" + "a" * 65])
-async def test_a_malformed_epoch_closes_with_1008_naming_it(server: LiveServer, blog: dict[str, Any],
-                                                            query: str) -> None:
-    async with connect(f"{server.ws_base}/ws/blogs/b1?{query}") as connection:
-        await asyncio.wait_for(connection.wait_closed(), 5)
-    frame = connection.protocol.close_rcvd
-    assert frame is not None and frame.code == 1008 and "epoch" in frame.reason
+async def test_a_malformed_epoch_closes_with_1008_naming_it(server: LiveServer, blog: dict[str, Any]) -> None:
+    for query in ("since=1&epoch=not-an-epoch!", "since=1&epoch=" + "a" * 65):
+        async with connect(f"{server.ws_base}/ws/blogs/b1?{query}") as connection:
+            await asyncio.wait_for(connection.wait_closed(), 5)
+        frame = connection.protocol.close_rcvd
+        assert frame is not None and frame.code == 1008 and "epoch" in frame.reason, query
 
 
 @pytest.mark.parametrize("engine_kind", ["memory", "redis"])
@@ -177,12 +176,11 @@ async def test_the_epoch_of_another_blog_gets_a_snapshot(server: LiveServer, blo
 # SSE
 
 
-@pytest.mark.parametrize("value", ["garbage", "-1", "1e3", "9" * 16, "3 4"])
-async def test_a_garbage_last_event_id_is_422_naming_it(server: LiveServer, blog: dict[str, Any],
-                                                        value: str) -> None:
-    response = await server.http.get("/sse/blogs/b1", headers={"Last-Event-ID": value})
-    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
-    assert response.json()["field"] == "Last-Event-ID"
+async def test_a_garbage_last_event_id_is_422_naming_it(server: LiveServer, blog: dict[str, Any]) -> None:
+    for value in ("garbage", "-1", "1e3", "9" * 16, "3 4"):
+        response = await server.http.get("/sse/blogs/b1", headers={"Last-Event-ID": value})
+        assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json", value
+        assert response.json()["field"] == "Last-Event-ID"
 
 
 async def test_a_last_event_id_beyond_the_top_gets_a_snapshot(server: LiveServer, blog: dict[str, Any]) -> None:
