@@ -194,14 +194,15 @@ def warm_up(args: argparse.Namespace) -> float:
     return round(max(1.1 * fill, 0.1 * seconds), 1)
 
 
-def judge_memory(process: str, points: list[tuple[float, int]], window: tuple[float, float], ratio: float,
-                 floor_mib: float) -> MemoryVerdict:
+def judge_memory(process: str, points: list[tuple[float, int]], window: tuple[float, float], warmup: float,
+                 ratio: float, floor_mib: float) -> MemoryVerdict:
     """Flat when the last third's mean RSS exceeds the first third's by at most max(*ratio*, *floor_mib*)."""
     start, end = window
     inside = [(t, kib) for t, kib in points if start <= t <= end]
     if end - start < MIN_JUDGED_SECONDS or len(inside) < 6:
-        return MemoryVerdict(process, False, True, f"not judged: {max(end - start, 0):.0f} s after the warm-up, "
-                             f"{len(inside)} readings (needs {MIN_JUDGED_SECONDS:.0f} s and 6)", window, len(inside))
+        return MemoryVerdict(process, False, True, f"not judged: {max(end - start, 0):.0f} s of publishing after "
+                             f"the {warmup:.0f} s warm-up and {len(inside)} readings (a trend needs "
+                             f"{MIN_JUDGED_SECONDS:.0f} s and 6)", window, len(inside))
     third = (end - start) / 3
     first = [kib for t, kib in inside if t <= start + third]
     last = [kib for t, kib in inside if t >= end - third]
@@ -563,10 +564,10 @@ def evaluate(args: argparse.Namespace, summary: Summary, monitor: Monitor, warmu
     publish_start, publish_end = summary.publish_start, summary.publish_start + args.seconds
     window = (publish_start + warmup, publish_end)
     readings = monitor.readings
-    verdicts = [judge_memory("server", [(r.at - t0, r.rss_kib) for r in readings], window, args.max_growth,
+    verdicts = [judge_memory("server", [(r.at - t0, r.rss_kib) for r in readings], window, warmup, args.max_growth,
                              args.max_growth_mib)]
     if args.engine == "redis":
-        verdicts.append(judge_memory("redis", [(r.at - t0, r.redis_rss_kib or 0) for r in readings], window,
+        verdicts.append(judge_memory("redis", [(r.at - t0, r.redis_rss_kib or 0) for r in readings], window, warmup,
                                      args.max_growth, args.max_growth_mib))
     publishing = [r for r in monitor.readings if publish_start <= r.at - t0 <= publish_end]
     cpu_percent = None
