@@ -191,6 +191,9 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        scope: Any = getattr(self, "scope", None)
+        if scope is not None:  # its DirectSocket points back here: free both by refcount, not the GC
+            scope["extensions"].pop(EXTENSION, None)
         handler, self.detached = self.detached, None
         if handler is not None:
             handler.lost()

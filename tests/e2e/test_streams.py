@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import Any
 
 import httpx
@@ -351,3 +352,25 @@ async def test_a_seq_without_its_epoch_gets_a_snapshot(server: LiveServer, blog:
     async with connect(url, max_queue=None) as connection:
         first = orjson.loads(await asyncio.wait_for(connection.recv(), 5))
     assert first["type"] == "snapshot" and first["seq"] == 2
+
+
+async def test_a_websocket_leaves_no_reference_cycle_behind(server: LiveServer, blog: dict[str, Any]) -> None:
+    """Connections are freed by reference counting, not left to the (rarely run) full GC."""
+    from server.http_limits import LimitedHttpProtocol
+    from server.streams.direct import DirectWebSocketProtocol
+
+    def alive() -> int:
+        kinds = (LimitedHttpProtocol, DirectWebSocketProtocol)
+        return sum(1 for o in gc.get_objects() if type(o) in kinds)
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        for _ in range(10):
+            async with server.reader() as reader:
+                await reader.next()
+        await wait_until(lambda: server.services.hub.count() == 0, what="readers gone")
+        assert alive() - before <= 2  # at most the last one's two protocols, still unwinding
+    finally:
+        gc.enable()
