@@ -76,20 +76,25 @@ class StalledReader:
         self._writer.close()
 
 
+async def publish_and_edit(server: LiveServer) -> int:
+    """Publish one post and edit it EDITS times with large bodies; return the last seq."""
+    post_id = (await server.publish(headline="Edited many times")).json()["post"]["id"]
+    last = 0
+    for n in range(EDITS):
+        edited = await server.http.patch(f"/api/blogs/b1/posts/{post_id}", headers=server.auth(),
+                                         json={"headline": f"Edit {n}", "body": BODY})
+        assert edited.status_code == 200, edited.text
+        last = edited.json()["seq"]
+    return last
+
+
 async def test_a_lagging_reader_gets_the_latest_state_instead_of_a_disconnect(server: LiveServer) -> None:
     await server.create_blog("b1")
     stalled = await StalledReader.open(f"{server.ws_base}/ws/blogs/b1?conflate=1")
     try:
         snapshot = await stalled.next()
         assert snapshot is not None and snapshot["type"] == "snapshot"
-        created = (await server.publish(headline="Edited many times")).json()
-        post_id = created["post"]["id"]
-        last = created["seq"]
-        for n in range(EDITS):  # the reader reads nothing meanwhile
-            edited = await server.http.patch(f"/api/blogs/b1/posts/{post_id}", headers=server.auth(),
-                                             json={"headline": f"Edit {n}", "body": BODY})
-            assert edited.status_code == 200, edited.text
-            last = edited.json()["seq"]
+        last = await publish_and_edit(server)  # the reader reads nothing meanwhile
         received: list[int] = []
         notices: list[int] = []
         headline = None
@@ -125,10 +130,7 @@ async def test_without_conflation_the_same_reader_is_closed_to_resume_later(serv
     stalled = await StalledReader.open(f"{server.ws_base}/ws/blogs/b1")
     try:
         assert (await stalled.next() or {}).get("type") == "snapshot"
-        post_id = (await server.publish(headline="Edited many times")).json()["post"]["id"]
-        for n in range(EDITS):
-            await server.http.patch(f"/api/blogs/b1/posts/{post_id}", headers=server.auth(),
-                                    json={"headline": f"Edit {n}", "body": BODY})
+        await publish_and_edit(server)
         while (message := await stalled.next()) is not None:
             assert message["type"] != "conflated"
         metrics = (await server.http.get("/metrics")).text
