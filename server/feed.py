@@ -12,7 +12,9 @@ The order of steps is what makes the seam exact:
    continue it (else closes with 1013).
 
 Snapshots are encoded once per (blog, epoch, seq) and shared by every reader that connects
-while the blog stands still, which is what absorbs a reconnect storm.
+while the blog stands still, and resumes share history reads: a reader whose `since` is covered
+by a read already under way for its blog joins it instead of reading again. That is what absorbs
+a reconnect storm (thousands of readers resuming at about the same seq after a deploy).
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ from server.hub import Hub, Reader
 from server.model import is_slug
 from server.relay import Relay
 from server.wire import Frame
+
+
+class _HistoryRead:
+    """A read of a blog's events after `since`, started when the relay had handed over up to `floor`."""
+
+    __slots__ = ("floor", "future", "since")
+
+    def __init__(self, since: int, floor: int) -> None:
+        self.since = since
+        self.floor = floor
+        self.future: asyncio.Future[list[Frame] | None] = asyncio.get_running_loop().create_future()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +60,9 @@ class Feeds:
         self._snapshot_size = snapshot_size
         self._snapshots: dict[str, Frame] = {}
         self._reading: dict[str, asyncio.Future[Frame]] = {}
+        self._history_reads: dict[tuple[str, str | None], _HistoryRead] = {}
         self.snapshots_encoded = 0
+        self.history_reads = 0
 
     async def open(self, reader: Reader, blog_id: str, since: int | None, epoch: str | None) -> Attached:
         """Attach *reader* to *blog_id*; raises BlogNotFound (the reader is then not attached)."""
@@ -62,7 +77,7 @@ class Feeds:
         try:
             floor, current_epoch = self._relay.position(blog_id)
             if since is not None:
-                missed = await self._engine.events_since(blog_id, since, epoch)
+                missed = await self._events_since(blog_id, since, epoch, floor)
                 if missed is not None:
                     reader.start(missed, missed[-1].seq if missed else since)
                     return Attached(snapshot=False, seq=since, replayed=len(missed))
@@ -77,6 +92,36 @@ class Feeds:
         """Detach *reader*; safe to call more than once."""
         self._hub.remove(blog_id, reader)
         self._relay.unwatch(blog_id)
+
+    async def _events_since(self, blog_id: str, since: int, epoch: str | None, floor: int) -> list[Frame] | None:
+        """The events after *since* (None: history cannot serve it), from a read under way when one covers it.
+
+        A read can be joined when it started from at or before *since* and after the relay had
+        handed the hub everything up to *floor*: it then holds every event the caller's parked
+        live events do not. Seqs are contiguous, so the caller's part is a slice.
+        """
+        shared = self._history_reads.get((blog_id, epoch))
+        if shared is not None and shared.since <= since and shared.floor >= floor:
+            frames = await asyncio.shield(shared.future)
+            if frames is not None and since <= shared.since + len(frames):
+                return frames[since - shared.since:]
+        return await self._read_history(blog_id, since, epoch, floor)
+
+    async def _read_history(self, blog_id: str, since: int, epoch: str | None, floor: int) -> list[Frame] | None:
+        key = (blog_id, epoch)
+        read = self._history_reads[key] = _HistoryRead(since, floor)
+        try:
+            frames = await self._engine.events_since(blog_id, since, epoch)
+        except BaseException as exc:
+            read.future.set_exception(exc)
+            read.future.exception()  # consumed here; joiners re-raise it themselves
+            raise
+        finally:
+            if self._history_reads.get(key) is read:
+                del self._history_reads[key]
+        self.history_reads += 1
+        read.future.set_result(frames)
+        return frames
 
     async def snapshot(self, blog_id: str, floor: int, epoch: str) -> Frame:
         """The encoded snapshot of *blog_id* in *epoch* at a seq no older than *floor*, shared when possible."""

@@ -51,6 +51,8 @@ class _FanoutCollector(Collector):
                                   value=self._relay.resets)
         yield CounterMetricFamily("livepush_snapshots_encoded", "Snapshots read and encoded",
                                   value=self._feeds.snapshots_encoded)
+        yield CounterMetricFamily("livepush_history_reads", "History reads for resuming readers (shared reads once)",
+                                  value=self._feeds.history_reads)
         if self._admission is not None:
             yield GaugeMetricFamily("livepush_streams_open", "Streams open in this process", value=self._admission.open)
             yield CounterMetricFamily("livepush_streams_refused", "Streams refused by a cap",

@@ -18,6 +18,7 @@ from server.feed import Feeds
 from server.hub import Hub, Reader
 from server.model import Blog, Post
 from server.relay import Relay
+from server.wire import Frame
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -68,3 +69,44 @@ async def test_a_snapshot_ahead_of_the_relay_is_not_followed_by_its_own_event(
     frames = late.take()
     assert [f.seq for f in frames] == [1]
     assert orjson.loads(frames[0].data)["type"] == "snapshot"
+
+
+class GatedEngine(MemoryEngine):
+    """The memory engine whose history reads wait at a gate, and are counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
+        self.reads += 1
+        await self.gate.wait()
+        return await super().events_since(blog_id, seq, epoch)
+
+
+async def test_a_storm_of_resumes_shares_one_history_read_and_each_gets_exactly_its_part() -> None:
+    engine, hub = GatedEngine(), Hub()
+    relay = Relay(engine, hub)
+    await engine.start(relay.deliver, relay.resync)
+    await engine.create_blog(Blog(id="b1", title="t", created_at=T0, updated_at=T0))
+    feeds = Feeds(engine, hub, relay, snapshot_size=20)
+    engine.gate.set()
+    await feeds.open(Reader(1 << 20), "b1", None, None)  # watched and synced
+    for n in range(10):
+        await engine.create_post("b1", post(f"p{n}"), None)
+    await asyncio.sleep(0)
+    hub.flush()
+    epoch = (await engine.get_blog("b1")).epoch
+    engine.gate.clear()
+    engine.reads = 0
+    readers = [Reader(1 << 20) for _ in range(30)]
+    opening = [asyncio.ensure_future(feeds.open(r, "b1", since=3 + i % 5, epoch=epoch)) for i, r in
+               enumerate(readers)]
+    await asyncio.sleep(0)  # every open is now waiting on a history read
+    engine.gate.set()
+    await asyncio.gather(*opening)
+    assert engine.reads == 1  # the first resume (the lowest since) reads; the other 29 join it
+    for i, reader in enumerate(readers):
+        assert seqs(reader) == list(range(3 + i % 5 + 1, 11))
+    await relay.close()
