@@ -1,8 +1,9 @@
-"""Admission control for streams: caps on open streams per client address and per process.
+"""Admission control for streams: caps on open streams per client address and per process, and on load.
 
-A process that is full answers new readers with 1013 (WebSocket) or 503 (SSE) and a retry
+A process that is full, or saturated (its event loop running late by more than
+LIVEPUSH_MAX_LOOP_LAG), answers new readers with 1013 (WebSocket) or 503 (SSE) and a retry
 hint instead of falling over; a single address (a crawler, a runaway script) cannot take all
-the sockets. Both caps are off (0) unless configured, as in nginx's limit_conn and
+the sockets. All caps are off (0) unless configured, as in nginx's limit_conn and
 Centrifugo's connection limits: many readers legitimately share one address behind NAT.
 The client address is the peer's, or the X-Forwarded-For one when uvicorn trusts the proxy
 (`--forwarded-allow-ips`, FORWARDED_ALLOW_IPS).
@@ -10,7 +11,11 @@ The client address is the peer's, or the X-Forwarded-For one when uvicorn trusts
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from collections.abc import Callable
 
 
 class Refused(Exception):
@@ -20,17 +25,28 @@ class Refused(Exception):
 class Admission:
     """Counts open streams; `admit()` raises Refused when a cap would be exceeded."""
 
-    def __init__(self, max_streams: int = 0, max_per_address: int = 0) -> None:
+    def __init__(self, max_streams: int = 0, max_per_address: int = 0, max_lag: float = 0.0,
+                 lag: Callable[[], float] = lambda: 0.0) -> None:
         self._max_streams = max_streams
         self._max_per_address = max_per_address
+        self._max_lag = max_lag
+        self._lag = lag
         self._by_address: Counter[str] = Counter()
         self.open = 0
         self.refused = 0
+
+    @property
+    def lag(self) -> float:
+        """The event loop's latest lag, in seconds (what LIVEPUSH_MAX_LOOP_LAG is compared with)."""
+        return self._lag()
 
     def admit(self, address: str) -> None:
         if self._max_streams and self.open >= self._max_streams:
             self.refused += 1
             raise Refused("this server is full; retry later")
+        if self._max_lag and self.lag > self._max_lag:
+            self.refused += 1
+            raise Refused("this server is busy; retry later")
         if self._max_per_address and self._by_address[address] >= self._max_per_address:
             self.refused += 1
             raise Refused("too many streams from your address; retry later")
@@ -42,3 +58,36 @@ class Admission:
         self._by_address[address] -= 1
         if self._by_address[address] <= 0:
             del self._by_address[address]
+
+
+class LoopLag:
+    """How late this process's event loop runs: a timer every `interval` measures its own overshoot.
+
+    `lag` is the worst of the last `window` ticks (one second by default), so one stall keeps
+    the process "busy" long enough for the readers arriving behind it to be turned away.
+    """
+
+    def __init__(self, interval: float = 0.25, window: int = 4) -> None:
+        self._interval = interval
+        self._ticks: deque[float] = deque([0.0], maxlen=window)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def lag(self) -> float:
+        return max(self._ticks)
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self._interval)
+            self._ticks.append(max(0.0, time.monotonic() - started - self._interval))
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server.admission import Admission
+from server.admission import Admission, LoopLag
 from server.api.errors import ApiError, from_engine, problem_response
 from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
@@ -78,10 +78,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         hub = Hub()
         relay = Relay(engine, hub)
         canary = Canary(engine.send_canary, relay.deliver, timeout=settings.canary_timeout)
-        admission = Admission(settings.max_streams, settings.max_streams_per_address)
+        loop_lag = LoopLag()
+        admission = Admission(settings.max_streams, settings.max_streams_per_address, settings.max_loop_lag,
+                              lambda: loop_lag.lag)
         feeds = Feeds(engine, hub, relay, settings.snapshot_size)
+        metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
-                       newsroom=Newsroom(engine), metrics=Metrics(hub, relay, feeds, canary, admission, engine),
+                       newsroom=Newsroom(engine), metrics=metrics,
                        pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
                        auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
                        writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         await engine.start(canary.deliver, resync)
         canary.start()
         svc.keepalive.start()
+        loop_lag.start()
         if settings.demo:
             await _load_demo(engine)
         svc.drainer.install()
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             svc.drainer.uninstall()
             await canary.stop()
             await svc.keepalive.stop()
+            await loop_lag.stop()
             hub.close_all(CLOSE_RESTARTING, "server restarting")
             await relay.close()
             await engine.close()

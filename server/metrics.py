@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.admission import Admission
+from server.admission import Admission, LoopLag
 from server.canary import Canary
 from server.engine import Engine
 from server.feed import Feeds
@@ -27,8 +27,9 @@ ENGINE_COUNTERS = {
 
 class _FanoutCollector(Collector):
     def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None,
-                 admission: Admission | None, engine: Engine | None) -> None:
+                 admission: Admission | None, engine: Engine | None, loop_lag: LoopLag | None) -> None:
         self._engine = engine
+        self._loop_lag = loop_lag
         self._admission = admission
         self._hub = hub
         self._relay = relay
@@ -61,6 +62,9 @@ class _FanoutCollector(Collector):
             for key, value in self._engine.counters().items():
                 name, help_text = ENGINE_COUNTERS.get(key, (f"livepush_engine_{key}", f"Engine counter {key}"))
                 yield CounterMetricFamily(name, help_text, value=value)
+        if self._loop_lag is not None:
+            yield GaugeMetricFamily("livepush_loop_lag_seconds", "How late this process's event loop ran, latest tick",
+                                    value=self._loop_lag.lag)
         if self._canary is not None:
             yield GaugeMetricFamily("livepush_canary_age_seconds", "Since this process last heard its own canary",
                                     value=self._canary.age)
@@ -72,7 +76,8 @@ class Metrics:
     content_type = "text/plain; version=0.0.4; charset=utf-8"
 
     def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None = None,
-                 admission: Admission | None = None, engine: Engine | None = None) -> None:
+                 admission: Admission | None = None, engine: Engine | None = None,
+                 loop_lag: LoopLag | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
         self.registry = CollectorRegistry()
         self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
@@ -86,7 +91,7 @@ class Metrics:
             "livepush_fanout_seconds", "From an event reaching this process to its write to the last local reader",
             registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         hub.observe_fanout = self.fanout_seconds.observe
-        self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission, engine))
+        self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission, engine, loop_lag))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from typing import Any
 
 import httpx
@@ -374,3 +375,24 @@ async def test_a_websocket_leaves_no_reference_cycle_behind(server: LiveServer, 
         assert alive() - before <= 2  # at most the last one's two protocols, still unwinding
     finally:
         gc.enable()
+
+
+async def test_a_saturated_process_refuses_new_streams_with_a_retry_hint(start_server: ServerFactory) -> None:
+    """With LIVEPUSH_MAX_LOOP_LAG set, a process whose event loop runs late refuses new readers (1013 / 503)
+    until it catches up; readers already attached stay."""
+    server = await start_server(max_loop_lag=0.2)
+    await server.create_blog("b1")
+    async with server.reader() as attached:
+        assert (await attached.next())["type"] == "snapshot"
+        time.sleep(0.6)  # noqa: ASYNC251  # the point: this blocks the server's loop (it runs in this one)
+        async with server.reader() as refused:
+            assert await refused.closed() == (1013, "this server is busy; retry later")
+        busy = await server.http.get("/sse/blogs/b1")
+        assert busy.status_code == 503 and busy.headers["retry-after"]
+        assert await _metric(server, "livepush_loop_lag_seconds") is not None
+        await wait_until(lambda: server.services.admission.lag < 0.2, what="the loop to recover")
+        async with server.reader() as later:
+            assert (await later.next())["type"] == "snapshot"
+        await server.publish(headline="still here")
+        assert (await attached.next_event())["seq"] == 1
+
