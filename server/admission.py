@@ -12,10 +12,11 @@ The client address is the peer's, or the X-Forwarded-For one when uvicorn trusts
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+
+from server.background import Background
 
 
 class Refused(Exception):
@@ -60,7 +61,7 @@ class Admission:
             del self._by_address[address]
 
 
-class LoopLag:
+class LoopLag(Background):
     """How late this process's event loop runs: a timer every `interval` measures its own overshoot.
 
     `lag` is the worst of the last `window` ticks (one second by default), so one stall keeps
@@ -70,7 +71,6 @@ class LoopLag:
     def __init__(self, interval: float = 0.25, window: int = 4) -> None:
         self._interval = interval
         self._ticks: deque[float] = deque([0.0], maxlen=window)
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def lag(self) -> float:
@@ -81,13 +81,3 @@ class LoopLag:
             started = time.monotonic()
             await asyncio.sleep(self._interval)
             self._ticks.append(max(0.0, time.monotonic() - started - self._interval))
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self.run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -10,19 +10,18 @@ follows 1 to 1.5 intervals of silence, under the widget's 45 s limit with the de
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
+from server.background import Background
 from server.streams.direct import DirectReader
 from server.wire import PING
 
 
-class Keepalive:
+class Keepalive(Background):
     """Pings quiet detached readers; `run()` is the one task that does it."""
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
         self._readers: set[DirectReader] = set()
-        self._task: asyncio.Task[None] | None = None
 
     def add(self, reader: DirectReader) -> None:
         self._readers.add(reader)
@@ -51,13 +50,3 @@ class Keepalive:
         while True:
             await asyncio.sleep(self._interval / 2)
             self.sweep()
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self.run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

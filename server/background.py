@@ -1,0 +1,25 @@
+"""A long-running task of the app: started in the lifespan, cancelled at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class Background:
+    """Subclasses implement `run()`; `start()` runs it as a task and `stop()` cancels and awaits it."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
