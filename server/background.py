@@ -15,7 +15,7 @@ class Background:
         raise NotImplementedError
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self.run())
+        self._task = asyncio.create_task(self.run(), name=f"livepush-{type(self).__name__.lower()}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

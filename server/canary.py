@@ -16,13 +16,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
+from server.background import Background
 from server.wire import Frame
 
 log = logging.getLogger("livepush.canary")
 CANARY_BLOG = "~canary"  # not a valid blog id, so it can never collide with one
 
 
-class Canary:
+class Canary(Background):
     """Sends canaries through the engine and filters them out of what is delivered."""
 
     def __init__(self, send: Callable[[bytes], Awaitable[None]], deliver: Callable[[Frame], None],
@@ -33,7 +34,6 @@ class Canary:
         self._timeout = timeout
         self._token = f"{os.getpid()}-{secrets.token_hex(4)}".encode()
         self._last_heard = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
         self._deaf = False
 
     def deliver(self, frame: Frame) -> None:
@@ -55,14 +55,9 @@ class Canary:
 
     def start(self) -> None:
         self._last_heard = time.monotonic()
-        self._task = asyncio.create_task(self._run(), name="livepush-canary")
+        super().start()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 await self._send(self._token)
