@@ -70,12 +70,22 @@ class Connection(Protocol):
 
 
 class SocketControl(asyncio.Protocol):
-    """What both transports do the same way with their socket: abort it, and pause or resume reading."""
+    """What both transports do the same way with their socket: abort it, pause or resume reading, and
+    forget it (and its handshake and close timers) when it is lost."""
 
-    __slots__ = ("_transport",)
+    __slots__ = ("_closer", "_handshake_timer", "_transport")
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._closer: asyncio.TimerHandle | None = None
+
+    def _forget_socket(self) -> None:
+        """The connection is gone: stop its timers and drop the transport."""
+        for timer in (self._handshake_timer, self._closer):
+            if timer is not None:
+                timer.cancel()
+        self._transport = None
 
     def abort(self) -> None:
         if self._transport is not None:

@@ -24,8 +24,8 @@ class ProtocolFault(ValueError):
 class SseConnection(SocketControl):
     """An SSE client connection for one simulated reader."""
 
-    __slots__ = ("_body", "_chunk_left", "_chunked", "_closer", "_crlf_left", "_ended", "_handshake_timeout",
-                 "_handshake_timer", "_head", "_listener", "_opened", "_raw", "_request")
+    __slots__ = ("_body", "_chunk_left", "_chunked", "_crlf_left", "_ended", "_handshake_timeout",
+                 "_head", "_listener", "_opened", "_raw", "_request")
 
     def __init__(self, listener: Listener, request: bytes, handshake_timeout: float) -> None:
         self._listener = listener
@@ -40,8 +40,6 @@ class SseConnection(SocketControl):
         self._chunk_left = 0
         self._crlf_left = 0
         self._handshake_timeout = handshake_timeout
-        self._handshake_timer: asyncio.TimerHandle | None = None
-        self._closer: asyncio.TimerHandle | None = None
 
     @staticmethod
     def request(host: str, path: str, last_event_id: int | None) -> bytes:
@@ -91,10 +89,7 @@ class SseConnection(SocketControl):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._handshake_timer, self._closer):
-            if timer is not None:
-                timer.cancel()
-        self._transport = None
+        self._forget_socket()
         if not self._opened:
             self._fail(0, f"connection lost before the response: {exc or 'EOF'}")
         else:

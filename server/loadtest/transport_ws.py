@@ -54,8 +54,8 @@ def batch_bytes(publish_rate: float, post_bytes: int, fill_seconds: float = 0.25
 class WsConnection(SocketControl):
     """A WebSocket client connection for one simulated reader."""
 
-    __slots__ = ("_batch", "_batched", "_closer", "_counting", "_ended", "_fast", "_fragments", "_handshake_timeout",
-                 "_handshake_timer", "_head", "_listener", "_messages", "_opened", "_protocol", "_skip")
+    __slots__ = ("_batch", "_batched", "_counting", "_ended", "_fast", "_fragments", "_handshake_timeout",
+                 "_head", "_listener", "_messages", "_opened", "_protocol", "_skip")
 
     def __init__(self, listener: Listener, uri: str, handshake_timeout: float, counting: bool = False,
                  batch: int = 0) -> None:
@@ -66,8 +66,6 @@ class WsConnection(SocketControl):
         self._opened = False
         self._ended = False
         self._fragments: bytearray | None = None
-        self._handshake_timer: asyncio.TimerHandle | None = None
-        self._closer: asyncio.TimerHandle | None = None
         self._handshake_timeout = handshake_timeout
         self._counting = counting
         self._fast = False  # counting frame headers instead of parsing (see _count)
@@ -176,10 +174,7 @@ class WsConnection(SocketControl):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._handshake_timer, self._closer):
-            if timer is not None:
-                timer.cancel()
-        self._transport = None
+        self._forget_socket()
         if not self._opened:
             self._fail(0, f"connection lost during the handshake: {exc or 'EOF'}")
             return
