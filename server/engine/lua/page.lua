@@ -2,31 +2,41 @@
 -- ARGV: order ('newest'|'oldest'), limit, cursor_section (-1 none, 0 pinned, 1 unpinned), cursor_ms, cursor_id
 -- One page in display order (pinned first, then by time, ties by id), read together with the blog's
 -- meta so a snapshot is current at exactly one seq. Returns {meta_flat, has_more, post_json...}.
+-- The cursor may be forged: finding where it sits costs two ZCOUNTs and a binary search over the posts
+-- that share its time (O(log^2 n) however many do), never a scan from the first of them.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_blog'} end
 local newest = ARGV[1] == 'newest'
 local limit = tonumber(ARGV[2])
-local section, cursor_ms, cursor_id = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local section, cursor_ms, cursor_id = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+-- Display order is ZREVRANGE order for newest (time and id descending), ZRANGE order for oldest.
+local range = newest and 'ZREVRANGE' or 'ZRANGE'
+
+-- The rank (in display order) of the first member of *key* after (ms, id).
+local function start_after(key, ms, id)
+  local ahead, ties
+  if newest then
+    ahead = redis.call('ZCOUNT', key, '(' .. ms, '+inf')
+  else
+    ahead = redis.call('ZCOUNT', key, '-inf', '(' .. ms)
+  end
+  ties = redis.call('ZCOUNT', key, ms, ms)
+  -- Among the ties (ranks ahead .. ahead+ties-1) ids run descending (newest) or ascending (oldest):
+  -- find the first one past *id*.
+  local low, high = ahead, ahead + ties
+  while low < high do
+    local mid = math.floor((low + high) / 2)
+    local member = redis.call(range, key, mid, mid)[1]
+    local past = (newest and member < id) or ((not newest) and member > id)
+    if past then high = mid else low = mid + 1 end
+  end
+  return low
+end
 
 -- ids of zset *key* in display order after (ms, id) when given; at most n.
 local function after(key, ms, id, n)
-  local out, offset = {}, 0
-  while #out < n do
-    local batch
-    if newest then
-      batch = redis.call('ZREVRANGEBYSCORE', key, ms and ms or '+inf', '-inf', 'WITHSCORES', 'LIMIT', offset, n)
-    else
-      batch = redis.call('ZRANGEBYSCORE', key, ms and ms or '-inf', '+inf', 'WITHSCORES', 'LIMIT', offset, n)
-    end
-    if #batch == 0 then break end
-    for i = 1, #batch, 2 do
-      local member, score = batch[i], tonumber(batch[i + 1])
-      -- Equal scores come back in byte order of the id (reversed for newest): the tie-break we want.
-      local skip = ms ~= nil and score == ms and ((newest and member >= id) or ((not newest) and member <= id))
-      if not skip and #out < n then out[#out + 1] = member end
-    end
-    offset = offset + #batch / 2
-  end
-  return out
+  local start = 0
+  if ms ~= nil then start = start_after(key, ms, id) end
+  return redis.call(range, key, start, start + n - 1)
 end
 
 local want = limit + 1
