@@ -16,6 +16,7 @@ from server.engine import (
     EngineError,
     EngineUnavailable,
     IdempotencyMismatch,
+    OutcomeUnknown,
     PostNotFound,
     StaleVersion,
 )
@@ -28,6 +29,12 @@ _TITLES = {
     415: "Unsupported media type", 422: "Invalid field", 429: "Too many requests", 500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+OUTCOME_UNKNOWN = (
+    "storage did not answer after the write was sent, so it may or may not have been stored; retrying is safe "
+    "for an edit with If-Match (412 then means it was applied), a delete (404 then means it was done) and a "
+    "create with the same Idempotency-Key (the first result comes back); a create without one may publish twice")
 
 
 class ApiError(Exception):
@@ -83,6 +90,8 @@ def from_engine(exc: EngineError) -> ApiError:
     if isinstance(exc, IdempotencyMismatch):
         return ApiError(422, "idempotency_key_reused",
                         "this Idempotency-Key was used with a different request body", field="Idempotency-Key")
+    if isinstance(exc, OutcomeUnknown):
+        return ApiError(503, "outcome_unknown", OUTCOME_UNKNOWN, headers={"Retry-After": "2"})
     if isinstance(exc, EngineUnavailable):
         return ApiError(503, "engine_unavailable", "storage is unreachable; nothing was written, retry later",
                         headers={"Retry-After": "2"})

@@ -63,7 +63,15 @@ class IdempotencyMismatch(EngineError):
 
 
 class EngineUnavailable(EngineError):
-    """The backing store cannot be reached; nothing was written."""
+    """The backing store cannot be reached or refused the command; nothing was written."""
+
+
+class OutcomeUnknown(EngineUnavailable):
+    """A write was sent but its answer never came (a timeout, a connection lost mid-reply): it may be stored.
+
+    Retrying is safe where a retry cannot apply twice: an edit with `If-Match`, a delete, a create
+    with the same idempotency key. A create without a key may then exist twice.
+    """
 
 
 @dataclass(frozen=True, slots=True)

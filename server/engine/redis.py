@@ -10,7 +10,9 @@ connection comes back, `resync` asks the relay to check every watched blog again
 
 Keys of one blog share the hash tag `{<blog>}` so a move to Redis Cluster keeps a blog on one
 shard (see docs/OPERATIONS.md for the layout). Redis errors become EngineUnavailable (HTTP 503);
-writes are never retried by the client, because a retried script could apply twice.
+writes are never retried by the client, because a retried script could apply twice. A write script
+that was sent and then met a timeout or a lost connection may have run: that is OutcomeUnknown,
+never "nothing was written" (only a failure to connect, or Redis refusing the script, says that).
 
 A Redis that restarted, or a replica promoted in a failover, may hold a history that lost its
 newest events while keeping each blog's epoch. `check_identity` compares the server's identity
@@ -54,6 +56,7 @@ from server.engine import (
     EngineUnavailable,
     Idempotency,
     IdempotencyMismatch,
+    OutcomeUnknown,
     PostIdTaken,
     PostNotFound,
     Resync,
@@ -81,9 +84,20 @@ _REFUSED = re.compile(r"(^|: )(MISCONF|OOM|NOREPLICAS|MASTERDOWN|BUSY|TRYAGAIN) 
 _FAILURES = (RedisError, OSError)
 
 
+# What redis-py raises before a command leaves: it could not connect, or found no usable connection.
+# After the command was sent, a timeout or a lost connection says nothing about whether it ran.
+_NOT_SENT = re.compile(r"connecting|No connection available|Connection not ready|Connection has data")
+_WRITES = frozenset({"create_blog", "update_blog", "create_post", "update_post", "delete_post"})
+_REBASE_BATCH = 100
+
+
 def _unavailable_now(exc: BaseException) -> bool:
     return isinstance(exc, _LOST) or (isinstance(exc, ResponseError) and bool(_REFUSED.search(str(exc))))
-_REBASE_BATCH = 100
+
+
+def _maybe_ran(exc: BaseException) -> bool:
+    """Whether a script that failed with *exc* may still have run (Redis answered nothing about it)."""
+    return not isinstance(exc, ResponseError) and not _NOT_SENT.search(str(exc))
 
 
 def make_client(url: str, health_check_interval: float = 2.0) -> aioredis.Redis:
@@ -177,7 +191,10 @@ class RedisEngine:
         try:
             return await self._scripts[name](keys=[*_keys(blog_id), *extra_keys], args=list(args))
         except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+            unavailable = self._unavailable(exc)
+            if name in _WRITES and _maybe_ran(exc):
+                raise OutcomeUnknown(str(exc)) from exc
+            raise unavailable from exc
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         """The error for a lost or refused command (anything else is raised as it is).
