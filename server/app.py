@@ -30,7 +30,7 @@ from server.auth import Authenticator
 from server.canary import Canary
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
-from server.engine import Engine, EngineError
+from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError
 from server.feed import Feeds
 from server.headers import SecurityHeaders
 from server.hub import CLOSE_RESTARTING, Hub
@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         loop_lag = LoopLag()
         admission = Admission(settings.max_streams, settings.max_streams_per_address, settings.max_loop_lag,
                               lambda: loop_lag.lag)
-        feeds = Feeds(engine, hub, relay, settings.snapshot_size)
+        feeds = Feeds(engine, hub, relay, settings.snapshot_size,
+                      min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4))
         metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
                        newsroom=Newsroom(engine), metrics=metrics,

@@ -11,6 +11,12 @@ The order of steps is what makes the seam exact:
 4. `reader.start()` drops parked events that message already covers and checks the rest
    continue it (else closes with 1013).
 
+A replay is read in bounded chunks (`Engine.events_since`): when the missed events are more than
+one chunk, the reader gets a `Replay` whose `step()` reads and queues the next chunk, and the
+transport calls it only once it has written the previous one. Live events stay parked (counted
+against the reader's byte bound) until the last chunk, then step 4 runs. So a resume from far
+back costs the server one chunk at a time, however long the history and however slow the reader.
+
 Snapshots are encoded once per (blog, epoch, seq) and shared by every reader that connects
 while the blog stands still, and resumes share history reads: a reader whose `since` is covered
 by a read already under way for its blog joins it instead of reading again. That is what absorbs
@@ -23,8 +29,8 @@ import asyncio
 from dataclasses import dataclass
 
 from server import wire
-from server.engine import BlogNotFound, Engine
-from server.hub import Hub, Reader
+from server.engine import HISTORY_CHUNK_BYTES, BlogNotFound, Engine, EngineError, History
+from server.hub import CLOSE_TRY_LATER, Hub, Reader
 from server.model import is_slug
 from server.relay import Relay
 from server.wire import Frame
@@ -38,23 +44,67 @@ class _HistoryRead:
     def __init__(self, since: int, floor: int) -> None:
         self.since = since
         self.floor = floor
-        self.future: asyncio.Future[list[Frame] | None] = asyncio.get_running_loop().create_future()
+        self.future: asyncio.Future[History | None] = asyncio.get_running_loop().create_future()
+
+
+class Replay:
+    """The rest of a resume that is longer than one history read: read on chunk by chunk, as the reader takes them."""
+
+    __slots__ = ("_blog_id", "_epoch", "_feeds", "_floor", "_reader")
+
+    def __init__(self, feeds: Feeds, reader: Reader, blog_id: str, epoch: str, floor: int) -> None:
+        self._feeds = feeds
+        self._reader = reader
+        self._blog_id = blog_id
+        self._epoch = epoch  # the first chunk's: a replay never crosses into another history
+        self._floor = floor
+
+    async def step(self) -> bool:
+        """Queue the next chunk; after the last, the parked live events follow (`reader.start`).
+
+        True while more chunks remain. False when the replay is over: complete, or the reader was
+        closed (1013 when the history moved past it or storage failed: it resumes with `since`).
+        """
+        reader = self._reader
+        if reader.closed:
+            return False
+        try:
+            history = await self._feeds.events_since(self._blog_id, reader.seq, self._epoch, self._floor)
+        except EngineError:
+            reader.close(CLOSE_TRY_LATER, "storage unavailable; resume with since")
+            return False
+        if reader.closed:
+            return False
+        if history is None:
+            reader.close(CLOSE_TRY_LATER, "history moved past this replay; resume with since")
+            return False
+        if history.more:
+            return reader.replay(history.frames)
+        reader.start(history.frames, history.frames[-1].seq if history.frames else reader.seq)
+        return False
 
 
 @dataclass(frozen=True, slots=True)
 class Attached:
-    """How a reader started: from a snapshot, or by replaying `replayed` events after `since`."""
+    """How a reader started: from a snapshot, or by replaying `replayed` events after `since`.
+
+    `replay` is set when the replay goes on beyond what was queued: the transport calls its
+    `step()` each time it has written what the reader was given.
+    """
 
     snapshot: bool
     seq: int
     replayed: int = 0
+    replay: Replay | None = None
 
 
 class Feeds:
     """Opens and closes readers' feeds for the stream endpoints."""
 
-    def __init__(self, engine: Engine, hub: Hub, relay: Relay, snapshot_size: int) -> None:
+    def __init__(self, engine: Engine, hub: Hub, relay: Relay, snapshot_size: int,
+                 chunk_bytes: int = HISTORY_CHUNK_BYTES) -> None:
         self._engine = engine
+        self._chunk_bytes = chunk_bytes  # a replay's chunks count against the reader's bound: keep them under it
         self._hub = hub
         self._relay = relay
         self._snapshot_size = snapshot_size
@@ -77,10 +127,15 @@ class Feeds:
         try:
             floor, current_epoch = self._relay.position(blog_id)
             if since is not None:
-                missed = await self._events_since(blog_id, since, epoch, floor)
+                missed = await self.events_since(blog_id, since, epoch, floor)
                 if missed is not None:
-                    reader.start(missed, missed[-1].seq if missed else since)
-                    return Attached(snapshot=False, seq=since, replayed=len(missed))
+                    frames = missed.frames
+                    if not missed.more:
+                        reader.start(frames, frames[-1].seq if frames else since)
+                        return Attached(snapshot=False, seq=since, replayed=len(frames))
+                    reader.replay(frames)
+                    replay = Replay(self, reader, blog_id, frames[0].epoch, floor)
+                    return Attached(snapshot=False, seq=since, replayed=len(frames), replay=replay)
             frame = await self.snapshot(blog_id, floor, current_epoch)
             reader.start([frame], frame.seq)
             return Attached(snapshot=True, seq=frame.seq)
@@ -93,25 +148,29 @@ class Feeds:
         self._hub.remove(blog_id, reader)
         self._relay.unwatch(blog_id)
 
-    async def _events_since(self, blog_id: str, since: int, epoch: str | None, floor: int) -> list[Frame] | None:
-        """The events after *since* (None: history cannot serve it), from a read under way when one covers it.
+    async def events_since(self, blog_id: str, since: int, epoch: str | None, floor: int) -> History | None:
+        """A chunk of the events after *since* (None: history cannot serve it), from a read under way when one
+        covers it.
 
         A read can be joined when it started from at or before *since* and after the relay had
-        handed the hub everything up to *floor*: it then holds every event the caller's parked
-        live events do not. Seqs are contiguous, so the caller's part is a slice.
+        handed the hub everything up to *floor*: read on to its end, it holds every event the
+        caller's parked live events do not. Seqs are contiguous, so the caller's part is a slice;
+        an empty slice of a chunk that has more after it says nothing, so the caller reads itself.
         """
         shared = self._history_reads.get((blog_id, epoch))
         if shared is not None and shared.since <= since and shared.floor >= floor:
-            frames = await asyncio.shield(shared.future)
-            if frames is not None and since <= shared.since + len(frames):
-                return frames[since - shared.since:]
+            history = await asyncio.shield(shared.future)
+            if history is not None:
+                end = shared.since + len(history.frames)
+                if since < end or (since == end and not history.more):
+                    return History(history.frames[since - shared.since:], history.top)
         return await self._read_history(blog_id, since, epoch, floor)
 
-    async def _read_history(self, blog_id: str, since: int, epoch: str | None, floor: int) -> list[Frame] | None:
+    async def _read_history(self, blog_id: str, since: int, epoch: str | None, floor: int) -> History | None:
         key = (blog_id, epoch)
         read = self._history_reads[key] = _HistoryRead(since, floor)
         try:
-            frames = await self._engine.events_since(blog_id, since, epoch)
+            history = await self._engine.events_since(blog_id, since, epoch, max_bytes=self._chunk_bytes)
         except BaseException as exc:
             read.future.set_exception(exc)
             read.future.exception()  # consumed here; joiners re-raise it themselves
@@ -120,8 +179,8 @@ class Feeds:
             if self._history_reads.get(key) is read:
                 del self._history_reads[key]
         self.history_reads += 1
-        read.future.set_result(frames)
-        return frames
+        read.future.set_result(history)
+        return history
 
     async def snapshot(self, blog_id: str, floor: int, epoch: str) -> Frame:
         """The encoded snapshot of *blog_id* in *epoch* at a seq no older than *floor*, shared when possible."""

@@ -13,6 +13,10 @@ socket and a file descriptor for ever; and it puts no bound on the size of reque
   included): past it, 431 problem+json and the connection closes.
 - **an unread-body deadline**: when the app answers without reading the whole body (a 401
   before the upload), the rest must arrive within `LIVEPUSH_BODY_TIMEOUT` or the connection closes.
+- **a write deadline**: once the response's unsent bytes pass the transport's high-water mark, the
+  client must take enough of them to bring it back below low water within `LIVEPUSH_WRITE_TIMEOUT`,
+  or the connection is aborted (a reset: closing would wait for a peer that does not read). A client
+  that asks and never reads holds at most one response's buffer, for at most that long.
 
 A request that is not valid HTTP (a CR or an escape inside a header, a bad request line) gets
 400 problem+json naming what the parser found, where uvicorn answers in plain text.
@@ -35,6 +39,7 @@ from server.services import Services
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_WRITE_TIMEOUT = 60.0
 MAX_HEADER_BYTES = 64 * 1024  # browsers send a few KiB; nginx refuses past 32 KiB by default
 LINGER_SECONDS = 2.0  # after a refusal, how long input is read and dropped so that the answer arrives
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -55,6 +60,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     _header_bytes = 0  # received while in headers (the parser buffers an unfinished header)
     _message_complete = True  # the current request has been received whole
     _refused = False  # answered 408/431; reading only to let the client see the answer
+    _write_deadline: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -62,11 +68,22 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         settings = svc.settings if isinstance(svc, Services) else None
         self.header_timeout = settings.header_timeout if settings else DEFAULT_HEADER_TIMEOUT
         self.body_timeout = settings.body_timeout if settings else DEFAULT_BODY_TIMEOUT
+        self.write_timeout = settings.write_timeout if settings else DEFAULT_WRITE_TIMEOUT
         self._arm(self.header_timeout, self._headers_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_write_deadline()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.write_timeout, self._write_late)
+
+    def resume_writing(self) -> None:
+        self._stop_write_deadline()
+        super().resume_writing()
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, plus the header size cap: what the parser buffers stays within the cap and one read."""
@@ -159,6 +176,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 self.transport.close()
             return
         self._refuse(408, "header_timeout", f"the request headers did not arrive within {self.header_timeout:g}s")
+
+    def _stop_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_late(self) -> None:
+        self._write_deadline = None
+        self.logger.info("a client did not take its response for %gs; connection aborted", self.write_timeout)
+        self.transport.abort()
 
     def _body_late(self) -> None:
         self._deadline = None

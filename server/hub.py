@@ -81,6 +81,24 @@ class Reader:
                 return False
         return True
 
+    def replay(self, frames: Sequence[Frame]) -> bool:
+        """Queue one run of a replay that goes on (live events stay parked until `start`).
+
+        Unlike a first message, the run counts against the byte bound, together with the parked
+        events: a reader that does not take what it was given is closed (1013) instead of holding
+        the history in memory. Returns False when closed.
+        """
+        if self.close_code is not None:
+            return False
+        self._queue.extend(frames)
+        self.seq = frames[-1].seq
+        self._bytes += sum(len(frame.data) for frame in frames)
+        if self._bytes > self._limit:
+            self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+            return False
+        self._wake()
+        return True
+
     def start(self, first: Sequence[Frame], after: int) -> bool:
         """Queue the first messages, then the parked live events newer than *after*.
 
@@ -128,13 +146,16 @@ class Reader:
             self.close_code = code
             self.close_reason = reason
             self._queue.clear()
+            if self._parked:
+                self._parked.clear()
             self._bytes = 0
             self._wake()
 
     def take(self) -> list[Frame]:
         """Everything queued, oldest first, after a `conflated` notice if state events were dropped; empties it."""
         frames, self._queue = self._queue, []
-        self._bytes = 0
+        # During a replay the parked live events are still held, and still count.
+        self._bytes = sum(len(frame.data) for frame in self._parked) if self._parked else 0
         if self._superseded:
             frames.insert(0, wire.conflated(frames[0].blog if frames else "", sorted(self._superseded)))
             self._superseded = []

@@ -305,8 +305,10 @@ EventMessage = Annotated[
 
 class EventList(BaseModel):
     events: list[EventMessage]
-    seq: int = Field(description="the blog's latest seq when the list was read")
+    seq: int = Field(description="the seq of the last event listed (since, when none are)")
     epoch: str
+    has_more: bool = Field(description="more events follow this page")
+    next: int | None = Field(description="the since of the next page while has_more, else null")
 
 
 class SnapshotMessage(BaseModel):

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.engine import BlogNotFound, Engine
+from server.engine import BlogNotFound, Engine, History
 from server.hub import CLOSE_TRY_LATER, Hub
 from server.wire import Frame
 
@@ -131,7 +131,7 @@ class Relay:
 
     async def _catch_up(self, blog_id: str, channel: _Channel) -> None:
         """Bring the channel to the engine's present, then hand the parked events over in order."""
-        delay = 0.05
+        delay, repaired = 0.05, False
         while self._channels.get(blog_id) is channel:
             try:
                 if channel.last is None:
@@ -139,9 +139,11 @@ class Relay:
                         await self._engine.watch(blog_id)
                     blog = await self._engine.get_blog(blog_id)
                     channel.last, channel.epoch = blog.seq, blog.epoch
-                    missing: list[Frame] | None = []
+                    missing: History | None = History([], blog.seq)
                     channel.synced.set()
                 else:
+                    # One bounded chunk at a time: each goes to the hub (and the readers' bounded buffers)
+                    # before the next is read.
                     missing = await self._engine.events_since(blog_id, channel.last, channel.epoch)
             except BlogNotFound as exc:
                 self._drop(blog_id, channel, exc)
@@ -156,12 +158,15 @@ class Relay:
             if missing is None:
                 self._reset(blog_id, channel, "history no longer reaches back")
                 continue
-            if missing:
+            if missing.frames and not repaired:
                 self.gaps_repaired += 1
-            for frame in missing:
+                repaired = True
+            for frame in missing.frames:
                 if frame.seq == channel.last + 1:
                     channel.last = frame.seq
                     self._hub.broadcast(frame)
+            if missing.more:
+                continue
             if self._hand_over_backlog(blog_id, channel):
                 return
 

@@ -36,6 +36,7 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    write_timeout: float = 60.0
     ping_interval: float = 25.0
     reader_buffer_bytes: int = 1024 * 1024
     idempotency_ttl: int = 24 * 3600
@@ -89,6 +90,7 @@ class Settings:
             max_body_bytes=reader.integer("LIVEPUSH_MAX_BODY_BYTES", 256 * 1024, low=1024, high=16 * 1024 * 1024),
             header_timeout=reader.number("LIVEPUSH_HEADER_TIMEOUT", 10.0, low=0.5, high=600.0),
             body_timeout=reader.number("LIVEPUSH_BODY_TIMEOUT", 30.0, low=0.5, high=3600.0),
+            write_timeout=reader.number("LIVEPUSH_WRITE_TIMEOUT", 60.0, low=0.5, high=3600.0),
             ping_interval=reader.number("LIVEPUSH_PING_INTERVAL", 25.0, low=0.05, high=3600.0),
             reader_buffer_bytes=reader.integer("LIVEPUSH_READER_BUFFER_BYTES", 1 << 20, low=16 * 1024, high=1 << 30),
             idempotency_ttl=reader.integer("LIVEPUSH_IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 24 * 3600),

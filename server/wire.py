@@ -129,6 +129,10 @@ def snapshot(blog: Blog, posts: Sequence[Post], has_more: bool) -> Frame:
     return Frame(blog.id, blog.seq, data, blog.epoch)
 
 
-def event_list(frames: Iterable[Frame], seq: int, epoch: str) -> bytes:
-    """`{"events": [...], "seq": n, "epoch": "..."}` assembled from already-encoded events."""
-    return b'{"events":[' + b",".join(f.data for f in frames) + b'],"seq":%d,"epoch":%b}' % (seq, dumps(epoch))
+def event_list(frames: Iterable[Frame], seq: int, epoch: str, more: bool = False) -> bytes:
+    """`{"events": [...], "seq": n, "epoch": "...", "has_more": bool, "next": n or null}` from encoded events.
+
+    `next` is the `since` of the following page: `seq` while more events follow, else null.
+    """
+    tail = b',"has_more":true,"next":%d}' % seq if more else b',"has_more":false,"next":null}'
+    return b'{"events":[' + b",".join(f.data for f in frames) + b'],"seq":%d,"epoch":%b' % (seq, dumps(epoch)) + tail

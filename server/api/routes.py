@@ -41,6 +41,9 @@ from server.services import services
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_PAGE = 100
+EVENTS_PAGE = 100  # events per /events page by default
+MAX_EVENTS_PAGE = 1000
+EVENTS_PAGE_BYTES = 1024 * 1024  # a page also stops at about this many bytes of events (at least one event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,7 @@ def _query_int(request: Request, name: str, default: int | None, low: int, high:
         if default is None:
             raise ApiError(422, "invalid_field", f"{name} is required", field=name)
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 16) or not low <= int(raw) <= high:
         raise ApiError(422, "invalid_field", f"{name} must be an integer from {low} to {high}", field=name)
     return int(raw)
 
@@ -288,10 +291,11 @@ async def list_events(request: Request) -> Response:
     svc = services(request)
     blog_id = _blog_id(request)
     since = _query_int(request, "since", None, 0, 2**53)
+    limit = _query_int(request, "limit", EVENTS_PAGE, 1, MAX_EVENTS_PAGE)
     epoch = request.query_params.get("epoch") or None
     blog = await svc.engine.get_blog(blog_id)
-    frames = await svc.engine.events_since(blog_id, since, epoch)
-    if frames is None:
+    history = await svc.engine.events_since(blog_id, since, epoch, limit=limit, max_bytes=EVENTS_PAGE_BYTES)
+    if history is None:
         if epoch not in (None, blog.epoch):
             reason = "the epoch changed"
         elif since > blog.seq:
@@ -300,8 +304,9 @@ async def list_events(request: Request) -> Response:
             reason = "history no longer reaches back"
         raise ApiError(410, "events_gone", f"events after {since} are not kept ({reason}); read the blog afresh",
                        field="since")
+    frames = history.frames
     top = frames[-1].seq if frames else since
-    return Response(wire.event_list(frames, top, blog.epoch), media_type="application/json")
+    return Response(wire.event_list(frames, top, blog.epoch, history.more), media_type="application/json")
 
 
 # operations
@@ -360,10 +365,14 @@ OPERATIONS: tuple[Operation, ...] = (
               (*AUTH_ERRORS, *BODY_ERRORS, 404, 412), auth=True, params=(IF_MATCH,)),
     Operation("DELETE", POST, delete_post, "Delete a post", 200, DeleteResult, None,
               (*AUTH_ERRORS, 400, 404, 412), auth=True, params=(IF_MATCH,)),
-    Operation("GET", BLOG + "/events", list_events, "Events after a seq, for catch-up without a socket", 200,
+    Operation("GET", BLOG + "/events", list_events,
+              "Events after a seq, for catch-up without a socket, a page at a time (read on from `next`)", 200,
               EventList, None, (404, 410, 422),
-              params=(Param("since", "query", "the last seq you have",
+              params=(Param("since", "query", "the last seq you have (or the `next` of the previous page)",
                             {"type": "integer", "minimum": 0, "maximum": 2**53}, True),
+                      Param("limit", "query", f"events per page (default {EVENTS_PAGE}); a page also stops at about "
+                            f"{EVENTS_PAGE_BYTES // 1024} KiB of events, with at least one",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE}),
                       Param("epoch", "query", "the epoch that seq counts in; 410 when it changed",
                             {"type": "string"}))),
     Operation("GET", "/healthz", healthz, "The process is up", 200, Health, tag="operations"),

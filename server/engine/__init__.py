@@ -22,6 +22,10 @@ from server.paging import Order, Page, Position
 from server.wire import Frame
 
 T = TypeVar("T")
+HISTORY_CHUNK = 100
+"""Events one history read returns at most: readers of a long history read on, chunk by chunk."""
+HISTORY_CHUNK_BYTES = 256 * 1024
+"""Bytes of events one history read returns at most (at least one event, however large)."""
 Deliver = Callable[[Frame], None]
 Resync = Callable[[], None]
 
@@ -93,6 +97,19 @@ class Idempotency:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """A bounded run of a blog's events after some seq, in order, and the blog's latest seq when it was read."""
+
+    frames: list[Frame]
+    top: int
+
+    @property
+    def more(self) -> bool:
+        """More events followed these when they were read: read on after the last one."""
+        return bool(self.frames) and self.frames[-1].seq < self.top
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A blog and its first page of posts, both current at `blog.seq`."""
 
@@ -157,9 +174,12 @@ class Engine(Protocol):
         """The blog and its newest *limit* posts, read at one seq."""
         ...
 
-    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
-        """The events after *seq* in order, or None when history no longer reaches back that far
-        (or *epoch* is given and is not the blog's current epoch)."""
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None, *, limit: int = HISTORY_CHUNK,
+                           max_bytes: int = HISTORY_CHUNK_BYTES) -> History | None:
+        """The first events after *seq*, in order: at most *limit* of them, and no more than *max_bytes* unless
+        the first alone is larger. None when history no longer reaches back to seq+1 (or *epoch* is given
+        and is not the blog's current epoch). Never a gap: a caller reads on from the last frame while
+        `more`, and a later read that answers None means the history moved past it meanwhile."""
         ...
 
     async def watch(self, blog_id: str) -> None:

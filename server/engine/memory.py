@@ -21,12 +21,15 @@ from typing import Any
 from server import wire
 from server.canary import CANARY_BLOG
 from server.engine import (
+    HISTORY_CHUNK,
+    HISTORY_CHUNK_BYTES,
     BlogEnded,
     BlogExists,
     BlogNotFound,
     Committed,
     Deliver,
     Engine,
+    History,
     Idempotency,
     IdempotencyMismatch,
     PostIdTaken,
@@ -167,20 +170,28 @@ class MemoryEngine:
 
     # events
 
-    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None, *, limit: int = HISTORY_CHUNK,
+                           max_bytes: int = HISTORY_CHUNK_BYTES) -> History | None:
         state = self._state(blog_id)
         if epoch is not None and epoch != state.blog.epoch:
             return None
         top = state.blog.seq
         if seq > top or seq < 0:
             return None
+        frames: list[Frame] = []
         if seq == top:
-            return []
+            return History(frames, top)
         history = state.history
         if not history or history[0].seq > seq + 1:
             return None
-        start = seq + 1 - history[0].seq
-        return [history[i] for i in range(start, len(history))]
+        size = 0
+        for index in range(seq + 1 - history[0].seq, min(len(history), seq + 1 - history[0].seq + limit)):
+            frame = history[index]
+            size += len(frame.data)
+            if frames and size > max_bytes:
+                break
+            frames.append(frame)
+        return History(frames, top)
 
     async def watch(self, blog_id: str) -> None:
         self._state(blog_id)

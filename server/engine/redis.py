@@ -47,6 +47,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from server import wire
 from server.canary import CANARY_BLOG
 from server.engine import (
+    HISTORY_CHUNK,
+    HISTORY_CHUNK_BYTES,
     BlogEnded,
     BlogExists,
     BlogNotFound,
@@ -54,6 +56,7 @@ from server.engine import (
     Deliver,
     Engine,
     EngineUnavailable,
+    History,
     Idempotency,
     IdempotencyMismatch,
     OutcomeUnknown,
@@ -378,14 +381,16 @@ class RedisEngine:
 
     # events
 
-    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
-        reply = await self._run("events_since", blog_id, [seq, epoch or ""])
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None, *, limit: int = HISTORY_CHUNK,
+                           max_bytes: int = HISTORY_CHUNK_BYTES) -> History | None:
+        reply = await self._run("events_since", blog_id, [seq, epoch or "", limit, max_bytes])
         if reply[0] == b"unknown_blog":
             raise BlogNotFound(blog_id)
         if reply[0] != b"ok":
             return None
         current = reply[1].decode()
-        return [Frame(blog_id, seq + index, data, current) for index, data in enumerate(reply[3:], start=1)]
+        frames = [Frame(blog_id, seq + index, data, current) for index, data in enumerate(reply[3:], start=1)]
+        return History(frames, int(reply[2]))
 
     async def watch(self, blog_id: str) -> None:
         """Nothing to do per blog: the pattern subscription already carries every blog."""

@@ -40,6 +40,11 @@ class DirectSocket:
         self.write: Callable[[bytes], None] = transport.write
         self.buffered: Callable[[], int] = transport.get_write_buffer_size
 
+    async def writable(self) -> None:
+        """Return once the transport's write buffer is below its low-water mark (or the connection is gone)."""
+        protocol: Any = self._protocol
+        await protocol.writable.wait()
+
     def detach(self, handler: Detached) -> bool:
         """Let the ASGI handler return while the connection stays open; False if it is already gone."""
         protocol: Any = self._protocol
@@ -266,14 +271,25 @@ class DirectReader(Reader):
         self.quiet = False
         return True
 
+    def replay(self, frames: Sequence[Frame]) -> bool:
+        """Write one run of a replay that goes on (live events stay parked); False when closed."""
+        if not super().replay(frames):
+            return False
+        return self._write(b"".join(frame.ws for frame in self.take()), self.seq)
+
+    async def writable(self) -> None:
+        """Return once the transport takes more (below its low-water mark)."""
+        await self._socket.writable()
+
     def write_now(self, frame: Frame) -> None:
         """Write *frame* regardless of the buffer bound (pings)."""
         if self.close_code is None:
             self._socket.write(frame.ws)
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: int, reason: str = "", *, abort: bool = False) -> None:
+        """Close with *code*; the connection is aborted when its peer stalled (or *abort*)."""
         if self.close_code is not None:
             return
         super().close(code, reason)
-        stalled = self._socket.buffered() > self._limit
+        stalled = abort or self._socket.buffered() > self._limit
         self._socket.close(code, reason, abort=stalled)

@@ -2,7 +2,8 @@
 
 The same messages as the WebSocket, one per `data:` line, each event with `id: <seq>`, so a
 reconnecting EventSource resumes through Last-Event-ID. `?since=&epoch=` work as on the
-WebSocket; Last-Event-ID (newer, sent by the browser) wins over `since`.
+WebSocket; Last-Event-ID (newer, sent by the browser) wins over `since`. A long replay is
+streamed a chunk at a time as the client takes it (server.feed.Replay).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from server.admission import Refused
 from server.api.errors import ApiError, problem_response
 from server.engine import BlogNotFound
+from server.feed import Replay
 from server.hub import Reader
 from server.services import Services, services
 from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
@@ -50,11 +52,12 @@ async def sse_stream(request: Request) -> Response:
         raise
     svc.metrics.streams.labels("sse", "snapshot" if attached.snapshot else "resume").inc()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # CORS: see server.app._read_cors
-    return StreamingResponse(_events(svc, reader, stream.blog_id, address), media_type="text/event-stream",
-                             headers=headers)
+    return StreamingResponse(_events(svc, reader, stream.blog_id, address, attached.replay),
+                             media_type="text/event-stream", headers=headers)
 
 
-async def _events(svc: Services, reader: Reader, blog_id: str, address: str) -> AsyncIterator[bytes]:
+async def _events(svc: Services, reader: Reader, blog_id: str, address: str,
+                  replay: Replay | None) -> AsyncIterator[bytes]:
     try:
         yield b"retry: %d\n\n" % RETRY_MILLISECONDS
         while True:
@@ -64,6 +67,10 @@ async def _events(svc: Services, reader: Reader, blog_id: str, address: str) -> 
             if reader.closed:
                 return  # the browser reconnects after `retry` and resumes with Last-Event-ID
             yield b"".join(frame.sse for frame in reader.take())
+            # A long replay goes on only once this chunk is written: the yield returns when the transport
+            # has room, so a reader that does not read holds one chunk, until the write deadline.
+            if replay is not None and not await replay.step():
+                replay = None
     finally:
         svc.feeds.close(reader, blog_id)
         svc.admission.release(address)

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server.admission import Refused
 from server.engine import BlogNotFound, EngineUnavailable
+from server.feed import Replay
 from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_TRY_LATER, CLOSE_UNKNOWN_BLOG, Reader
 from server.services import Services, services
 from server.streams.direct import EXTENSION, DirectReader, DirectSocket
@@ -84,6 +85,8 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
     svc.metrics.streams.labels("websocket", "snapshot" if attached.snapshot else "resume").inc()
     if isinstance(reader, DirectReader):
         assert direct is not None
+        if attached.replay is not None:
+            await _replay_direct(reader, attached.replay, svc.settings.write_timeout)
         handler = _DetachedReader(reader, svc, request.blog_id, address)
         if direct.detach(handler):
             svc.keepalive.add(reader)
@@ -92,7 +95,7 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
         return False
     listening = asyncio.ensure_future(_discard_input(websocket, reader))
     try:
-        await _pump(websocket, reader, svc.settings.ping_interval)
+        await _pump(websocket, reader, svc.settings.ping_interval, attached.replay)
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # the reader went away mid-send; nothing to tell anyone
     finally:
@@ -136,8 +139,28 @@ class _DetachedReader:
         svc.admission.release(self._address)
 
 
-async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float) -> None:
-    """Send queued frames until the reader is closed; a ping after *ping_interval* of quiet."""
+async def _replay_direct(reader: DirectReader, replay: Replay, write_timeout: float) -> None:
+    """Write a long replay a chunk at a time, each once the transport has taken the one before.
+
+    A reader that takes nothing for *write_timeout* is closed (1013) and its connection aborted,
+    so it holds one chunk for that long at most.
+    """
+    while True:
+        try:
+            async with asyncio.timeout(write_timeout):
+                await reader.writable()
+        except TimeoutError:
+            reader.close(CLOSE_TRY_LATER, "reader too slow; resume with since", abort=True)
+            return
+        if not await replay.step():
+            return
+
+
+async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float, replay: Replay | None) -> None:
+    """Send queued frames until the reader is closed; a ping after *ping_interval* of quiet.
+
+    A long replay goes on a chunk at a time: `send_text` returns once the transport has room.
+    """
     while True:
         if not await reader.wait(ping_interval):
             await websocket.send_text(PING.text)
@@ -146,6 +169,8 @@ async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float) -> N
             return
         for frame in reader.take():
             await websocket.send_text(frame.text)
+        if replay is not None and not await replay.step():
+            replay = None
 
 
 async def _discard_input(websocket: WebSocket, reader: Reader) -> None:

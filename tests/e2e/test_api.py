@@ -347,6 +347,7 @@ async def test_events_since_returns_the_missed_events(server: LiveServer, blog: 
     assert response.status_code == 200
     body = response.json()
     assert [e["seq"] for e in body["events"]] == [2, 3] and body["seq"] == 3 and body["epoch"] == blog["epoch"]
+    assert body["has_more"] is False and body["next"] is None
     assert (await server.http.get("/api/blogs/b1/events?since=3")).json()["events"] == []
     assert_problem(await server.http.get("/api/blogs/b1/events?since=9"), 410, "since")
     assert_problem(await server.http.get("/api/blogs/b1/events?since=1&epoch=other"), 410, "since")
@@ -361,8 +362,8 @@ async def test_events_older_than_history_are_410(start_server: ServerFactory) ->
     for i in range(1300):
         await server.publish(headline=f"P{i}")
     assert_problem(await server.http.get("/api/blogs/b1/events?since=0"), 410, "since")
-    kept = (await server.http.get("/api/blogs/b1/events?since=300")).json()
-    assert len(kept["events"]) == 1000 and kept["events"][0]["seq"] == 301
+    kept = (await server.http.get("/api/blogs/b1/events?since=300&limit=1000")).json()
+    assert len(kept["events"]) == 1000 and kept["events"][0]["seq"] == 301 and not kept["has_more"]
 
 
 # operations

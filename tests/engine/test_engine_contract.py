@@ -126,16 +126,44 @@ async def test_history_replays_and_is_bounded(engine: tuple[Engine, Sink]) -> No
     for i in range(1300):
         await eng.create_post("b1", post(f"p{i}", i), None)
     replay = await eng.events_since("b1", 1295)
-    assert replay is not None and [f.seq for f in replay] == [1296, 1297, 1298, 1299, 1300]
-    assert orjson.loads(replay[0].data)["post"]["id"] == "p1295"
-    assert await eng.events_since("b1", 1300) == []
-    kept = await eng.events_since("b1", 300)
-    assert kept is not None and [f.seq for f in kept] == list(range(301, 1301))
+    assert replay is not None and [f.seq for f in replay.frames] == [1296, 1297, 1298, 1299, 1300]
+    assert replay.top == 1300 and not replay.more
+    assert orjson.loads(replay.frames[0].data)["post"]["id"] == "p1295"
+    nothing = await eng.events_since("b1", 1300)
+    assert nothing is not None and nothing.frames == [] and not nothing.more
+    kept = await eng.events_since("b1", 300, limit=1000, max_bytes=1 << 30)
+    assert kept is not None and [f.seq for f in kept.frames] == list(range(301, 1301))
     assert await eng.events_since("b1", 0) is None
     assert await eng.events_since("b1", 2000) is None
     assert await eng.events_since("b1", 1295, epoch="another") is None
     again = await eng.events_since("b1", 1295, epoch=created.epoch)
-    assert again is not None and [f.data for f in again] == [f.data for f in replay]
+    assert again is not None and [f.data for f in again.frames] == [f.data for f in replay.frames]
+
+
+async def test_history_is_read_in_bounded_chunks_that_join_without_a_gap(engine: tuple[Engine, Sink]) -> None:
+    """A read returns at most `limit` events and about `max_bytes` (at least one event however large); reading on
+    from the last one while `more` walks the history once, in order."""
+    eng, _ = engine
+    await eng.create_blog(blog())
+    for i in range(40):
+        await eng.create_post("b1", post(f"p{i}", i, body="<p>" + "x" * (100 * i) + "</p>"), None)
+    first = await eng.events_since("b1", 0, limit=7)
+    assert first is not None and [f.seq for f in first.frames] == list(range(1, 8)) and first.more
+    assert first.top == 40
+    tiny = await eng.events_since("b1", 30, max_bytes=10)
+    assert tiny is not None and [f.seq for f in tiny.frames] == [31] and tiny.more
+    seen: list[int] = []
+    since = 0
+    while True:
+        chunk = await eng.events_since("b1", since, limit=100, max_bytes=8000)
+        assert chunk is not None
+        sizes = [len(f.data) for f in chunk.frames]
+        assert len(sizes) == 1 or sum(sizes) <= 8000
+        seen += [f.seq for f in chunk.frames]
+        if not chunk.more:
+            break
+        since = chunk.frames[-1].seq
+    assert seen == list(range(1, 41))
 
 
 async def test_idempotency_replays_the_first_result(engine: tuple[Engine, Sink]) -> None:

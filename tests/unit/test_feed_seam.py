@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from server.engine import HISTORY_CHUNK, HISTORY_CHUNK_BYTES, History
 from server.engine.memory import MemoryEngine
 from server.feed import Feeds
 from server.hub import Hub, Reader
 from server.model import Blog, Post
 from server.relay import Relay
-from server.wire import Frame
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -79,10 +79,11 @@ class GatedEngine(MemoryEngine):
         self.gate = asyncio.Event()
         self.reads = 0
 
-    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None) -> list[Frame] | None:
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None, *, limit: int = HISTORY_CHUNK,
+                           max_bytes: int = HISTORY_CHUNK_BYTES) -> History | None:
         self.reads += 1
         await self.gate.wait()
-        return await super().events_since(blog_id, seq, epoch)
+        return await super().events_since(blog_id, seq, epoch, limit=limit, max_bytes=max_bytes)
 
 
 async def test_a_storm_of_resumes_shares_one_history_read_and_each_gets_exactly_its_part() -> None:
