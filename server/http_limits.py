@@ -15,8 +15,8 @@ socket and a file descriptor for ever; and it puts no bound on the size of reque
   before the upload), the rest must arrive within `LIVEPUSH_BODY_TIMEOUT` or the connection closes.
 - **a write deadline**: once the response's unsent bytes pass the transport's high-water mark, the
   client must take enough of them to bring it back below low water within `LIVEPUSH_WRITE_TIMEOUT`,
-  or the connection is aborted (a reset: closing would wait for a peer that does not read). A client
-  that asks and never reads holds at most one response's buffer, for at most that long.
+  or the connection is reset (closing would wait for a peer that does not read). A client that asks
+  and never reads holds at most one response's buffer, for at most that long.
 
 A request that is not valid HTTP (a CR or an escape inside a header, a bad request line) gets
 400 problem+json naming what the parser found, where uvicorn answers in plain text.
@@ -29,6 +29,8 @@ tests' servers and every worker of `livepush serve` use this one class.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import Callable
 
 import httptools
@@ -184,7 +186,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _write_late(self) -> None:
         self._write_deadline = None
-        self.logger.info("a client did not take its response for %gs; connection aborted", self.write_timeout)
+        self.logger.info("a client did not take its response for %gs; connection reset", self.write_timeout)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: a reset, so the kernel drops what the client did not take too (a plain close would keep
+            # sending it, up to the socket's send buffer, for as long as the client keeps its window shut).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
     def _body_late(self) -> None:

@@ -40,10 +40,11 @@ class DirectSocket:
         self.write: Callable[[bytes], None] = transport.write
         self.buffered: Callable[[], int] = transport.get_write_buffer_size
 
-    async def writable(self) -> None:
-        """Return once the transport's write buffer is below its low-water mark (or the connection is gone)."""
+    async def writable(self) -> bool:
+        """Wait until the transport's write buffer is below its low-water mark; False if the connection is gone."""
         protocol: Any = self._protocol
         await protocol.writable.wait()
+        return not protocol.transport.is_closing()
 
     def detach(self, handler: Detached) -> bool:
         """Let the ASGI handler return while the connection stays open; False if it is already gone."""
@@ -277,9 +278,9 @@ class DirectReader(Reader):
             return False
         return self._write(b"".join(frame.ws for frame in self.take()), self.seq)
 
-    async def writable(self) -> None:
-        """Return once the transport takes more (below its low-water mark)."""
-        await self._socket.writable()
+    async def writable(self) -> bool:
+        """Wait until the transport takes more (below its low-water mark); False if the connection is gone."""
+        return await self._socket.writable()
 
     def write_now(self, frame: Frame) -> None:
         """Write *frame* regardless of the buffer bound (pings)."""

@@ -18,7 +18,7 @@ from server.api.errors import ApiError, problem_response
 from server.engine import BlogNotFound
 from server.feed import Replay
 from server.hub import Reader
-from server.services import Services, services
+from server.services import services
 from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
 from server.wire import PING
 
@@ -52,12 +52,13 @@ async def sse_stream(request: Request) -> Response:
         raise
     svc.metrics.streams.labels("sse", "snapshot" if attached.snapshot else "resume").inc()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # CORS: see server.app._read_cors
-    return StreamingResponse(_events(svc, reader, stream.blog_id, address, attached.replay),
+    return StreamingResponse(_events(request, reader, stream.blog_id, address, attached.replay),
                              media_type="text/event-stream", headers=headers)
 
 
-async def _events(svc: Services, reader: Reader, blog_id: str, address: str,
+async def _events(request: Request, reader: Reader, blog_id: str, address: str,
                   replay: Replay | None) -> AsyncIterator[bytes]:
+    svc = services(request)
     try:
         yield b"retry: %d\n\n" % RETRY_MILLISECONDS
         while True:
@@ -69,7 +70,8 @@ async def _events(svc: Services, reader: Reader, blog_id: str, address: str,
             yield b"".join(frame.sse for frame in reader.take())
             # A long replay goes on only once this chunk is written: the yield returns when the transport
             # has room, so a reader that does not read holds one chunk, until the write deadline.
-            if replay is not None and not await replay.step():
+            # (A send to a connection that is gone returns at once: check before reading on.)
+            if replay is not None and (await request.is_disconnected() or not await replay.step()):
                 replay = None
     finally:
         svc.feeds.close(reader, blog_id)

@@ -148,11 +148,11 @@ async def _replay_direct(reader: DirectReader, replay: Replay, write_timeout: fl
     while True:
         try:
             async with asyncio.timeout(write_timeout):
-                await reader.writable()
+                open_ = await reader.writable()
         except TimeoutError:
             reader.close(CLOSE_TRY_LATER, "reader too slow; resume with since", abort=True)
             return
-        if not await replay.step():
+        if not open_ or not await replay.step():
             return
 
 
