@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from server.engine import HISTORY_CHUNK, HISTORY_CHUNK_BYTES, History
+from server.engine import HISTORY_CHUNK, HISTORY_CHUNK_BYTES, Deliver, History, Resync
 from server.engine.memory import MemoryEngine
 from server.feed import Feeds
 from server.hub import Hub, Reader
@@ -110,4 +110,49 @@ async def test_a_storm_of_resumes_shares_one_history_read_and_each_gets_exactly_
     assert engine.reads == 1  # the first resume (the lowest since) reads; the other 29 join it
     for i, reader in enumerate(readers):
         assert seqs(reader) == list(range(3 + i % 5 + 1, 11))
+    await relay.close()
+
+
+class LossyEngine(MemoryEngine):
+    """The memory engine whose deliveries can be lost (as Redis pub/sub loses messages while it reconnects)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losing = False
+        self.reads: list[int] = []
+
+    async def start(self, deliver: Deliver, resync: Resync) -> None:
+        await super().start(lambda frame: None if self.losing else deliver(frame), resync)
+
+    async def events_since(self, blog_id: str, seq: int, epoch: str | None = None, *, limit: int = HISTORY_CHUNK,
+                           max_bytes: int = HISTORY_CHUNK_BYTES) -> History | None:
+        history = await super().events_since(blog_id, seq, epoch, limit=limit, max_bytes=max_bytes)
+        self.reads.append(len(history.frames) if history is not None else -1)
+        return history
+
+
+async def test_the_relay_repairs_a_gap_longer_than_one_history_read_in_order_once() -> None:
+    """250 lost events (three history reads) are read back chunk by chunk after a resync: every seq once, in
+    order, counted as one repair."""
+    engine, hub = LossyEngine(), Hub()
+    relay = Relay(engine, hub)
+    await engine.start(relay.deliver, relay.resync)
+    await engine.create_blog(Blog(id="b1", title="t", created_at=T0, updated_at=T0))
+    feeds = Feeds(engine, hub, relay, snapshot_size=20)
+    reader = Reader(1 << 24)
+    await feeds.open(reader, "b1", None, None)
+    assert seqs(reader) == [0]
+    engine.losing = True
+    for n in range(250):
+        await engine.create_post("b1", post(f"p{n}"), None)
+    await asyncio.sleep(0)  # the lost deliveries run (and go nowhere)
+    engine.losing = False
+    relay.resync()
+    received: list[int] = []
+    while len(received) < 250:
+        await asyncio.sleep(0)
+        hub.flush()
+        received += seqs(reader)
+    assert received == list(range(1, 251))
+    assert engine.reads[-3:] == [100, 100, 50] and relay.gaps_repaired == 1
     await relay.close()
