@@ -95,9 +95,13 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
         return False
     listening = asyncio.ensure_future(_discard_input(websocket, reader))
     try:
-        await _pump(websocket, reader, svc.settings.ping_interval, attached.replay)
+        await _pump(websocket, reader, svc.settings.ping_interval, svc.settings.write_timeout, attached.replay)
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # the reader went away mid-send; nothing to tell anyone
+    except TimeoutError:
+        reader.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+        if direct is not None:  # a close frame would wait behind what the reader does not take
+            direct.close(CLOSE_TRY_LATER, reader.close_reason, abort=True)
     finally:
         listening.cancel()
         svc.feeds.close(reader, request.blog_id)
@@ -156,19 +160,23 @@ async def _replay_direct(reader: DirectReader, replay: Replay, write_timeout: fl
             return
 
 
-async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float, replay: Replay | None) -> None:
+async def _pump(websocket: WebSocket, reader: Reader, ping_interval: float, write_timeout: float,
+                replay: Replay | None) -> None:
     """Send queued frames until the reader is closed; a ping after *ping_interval* of quiet.
 
     A long replay goes on a chunk at a time: `send_text` returns once the transport has room.
+    A send that waits longer than *write_timeout* for room raises TimeoutError.
     """
     while True:
         if not await reader.wait(ping_interval):
-            await websocket.send_text(PING.text)
+            async with asyncio.timeout(write_timeout):
+                await websocket.send_text(PING.text)
             continue
         if reader.closed:
             return
         for frame in reader.take():
-            await websocket.send_text(frame.text)
+            async with asyncio.timeout(write_timeout):
+                await websocket.send_text(frame.text)
         if replay is not None and not await replay.step():
             replay = None
 

@@ -212,9 +212,9 @@ async def test_a_stalled_sse_resume_holds_one_chunk_and_is_cut_at_the_write_dead
     assert reset and received < posts * 60 * 1024
 
 
-async def test_a_stalled_websocket_resume_is_closed_at_the_write_deadline(start_server: ServerFactory) -> None:
-    """The same on the direct WebSocket path: history read no further than the socket took, then aborted."""
-    server = await start_server(write_timeout=1.0)
+async def test_a_stalled_websocket_resume_is_closed_at_the_write_deadline(streams: LiveServer) -> None:
+    """The same on a WebSocket (both write paths): history read no further than the socket took, then aborted."""
+    server = streams
     blog = await server.create_blog("b1")
     posts = _more_than_the_kernel_buffers()
     await _publish_many(server, posts, kib=60)
