@@ -68,8 +68,8 @@ async def _events(request: Request, reader: Reader, blog_id: str, address: str,
             if reader.closed:
                 return  # the browser reconnects after `retry` and resumes with Last-Event-ID
             yield b"".join(frame.sse for frame in reader.take())
-            # A long replay goes on only once this chunk is written: the yield returns when the transport
-            # has room, so a reader that does not read holds one chunk, until the write deadline.
+            # A long replay reads on only after this chunk was handed to the transport, and the next yield
+            # waits for room: a reader that does not read holds two chunks at most, until the write deadline.
             # (A send to a connection that is gone returns at once: check before reading on.)
             if replay is not None and (await request.is_disconnected() or not await replay.step()):
                 replay = None
