@@ -74,9 +74,17 @@ class Frame:
 
     @property
     def sse(self) -> bytes:
-        """The message as one server-sent event; `id:` is the seq, so Last-Event-ID resumes."""
+        """The message as one server-sent event.
+
+        Its `id:` is `<epoch>:<seq>`, so the Last-Event-ID any EventSource sends on its own reconnect
+        resumes exactly, in the history it counted in. Pings and notices (no epoch) carry no id, so
+        they never move a client's Last-Event-ID.
+        """
         if self._sse is None:
-            head = b"id: %d\n" % self.seq if self.seq > 0 else b""
+            if self.epoch:
+                head = b"id: %s:%d\n" % (self.epoch.encode(), self.seq)
+            else:
+                head = b"id: %d\n" % self.seq if self.seq > 0 else b""
             self._sse = head + b"data: " + self.data + b"\n\n"
         return self._sse
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+BAD_EVENT_ID = "Last-Event-ID must be the id of an event sent here (epoch:seq, or a bare seq)"
 
 
 class BadStreamRequest(ValueError):
@@ -27,24 +28,36 @@ class StreamRequest:
 
 
 def parse_stream_request(connection: HTTPConnection, last_event_id: str | None = None) -> StreamRequest:
-    """Blog id from the path; `since`/`epoch` from the query, or Last-Event-ID (SSE) for `since`."""
+    """Blog id from the path; `since`/`epoch` from the query, or from Last-Event-ID (SSE).
+
+    Last-Event-ID is `<epoch>:<seq>` (what this server's SSE ids say) or a bare `<seq>` (v1, resumes
+    in the query's epoch or the current one); it wins over `since`, and its epoch over `?epoch`.
+    """
     blog_id: str = connection.path_params["blog"]
     from_header = last_event_id not in (None, "")
     raw_since = last_event_id if from_header else connection.query_params.get("since")
+    epoch = connection.query_params.get("epoch") or None
+    if from_header and raw_since and ":" in raw_since:
+        epoch, _, raw_since = raw_since.rpartition(":")
+        if not _is_epoch(epoch) or not raw_since:
+            raise BadStreamRequest("Last-Event-ID", BAD_EVENT_ID)
     since = None
     if raw_since:
         if not raw_since.isdigit() or len(raw_since) > 15:
             if from_header:  # name what the client sent, though it means the same as since
-                raise BadStreamRequest("Last-Event-ID", "Last-Event-ID must be the id of an event sent here (a seq)")
+                raise BadStreamRequest("Last-Event-ID", BAD_EVENT_ID)
             raise BadStreamRequest("since", "since must be a non-negative integer seq")
         since = int(raw_since)
-    epoch = connection.query_params.get("epoch") or None
-    if epoch is not None and (len(epoch) > 64 or not epoch.isalnum()):
+    if epoch is not None and not _is_epoch(epoch):
         raise BadStreamRequest("epoch", "epoch must be the epoch string the server sent")
     conflate = connection.query_params.get("conflate", "0")
     if conflate not in ("0", "1", "true", "false"):
         raise BadStreamRequest("conflate", "conflate must be 1 or 0")
     return StreamRequest(blog_id, since, epoch, conflate in ("1", "true"))
+
+
+def _is_epoch(text: str) -> bool:
+    return 0 < len(text) <= 64 and text.isascii() and text.isalnum()
 
 
 def origin_allowed(connection: HTTPConnection, allowed: tuple[str, ...]) -> bool:

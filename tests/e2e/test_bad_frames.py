@@ -177,7 +177,7 @@ async def test_the_epoch_of_another_blog_gets_a_snapshot(server: LiveServer, blo
 
 
 async def test_a_garbage_last_event_id_is_422_naming_it(server: LiveServer, blog: dict[str, Any]) -> None:
-    for value in ("garbage", "-1", "1e3", "9" * 16, "3 4"):
+    for value in ("garbage", "-1", "1e3", "9" * 16, "3 4", ":3", "ep!:3", "epoch:", "epoch:x", "a:b:3", "e" * 65 + ":3"):
         response = await server.http.get("/sse/blogs/b1", headers={"Last-Event-ID": value})
         assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json", value
         assert response.json()["field"] == "Last-Event-ID"

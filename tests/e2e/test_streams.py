@@ -294,16 +294,37 @@ async def test_sse_sends_a_snapshot_then_events_with_ids(server: LiveServer, blo
 
     messages = await asyncio.wait_for(_sse_messages(server, "/sse/blogs/b1", 2, on_open=publish), 10)
     (snap_id, snapshot), (event_id, event) = messages
-    assert snapshot["type"] == "snapshot" and snap_id is None  # seq 0: nothing to resume from yet
-    assert event["type"] == "post.created" and event_id == "1" and event["seq"] == 1
+    epoch = snapshot["epoch"]
+    assert snapshot["type"] == "snapshot" and snap_id == f"{epoch}:0"  # resumable even from seq 0
+    assert event["type"] == "post.created" and event_id == f"{epoch}:1" and event["seq"] == 1
 
 
-async def test_sse_resumes_from_last_event_id(server: LiveServer, blog: dict[str, Any]) -> None:
+async def test_sse_resumes_from_an_epoch_and_seq_last_event_id(server: LiveServer, blog: dict[str, Any]) -> None:
+    for i in range(4):
+        await server.publish(headline=f"P{i}")
+    epoch = (await server.blog())["epoch"]
+    messages = await asyncio.wait_for(
+        _sse_messages(server, "/sse/blogs/b1", 2, headers={"Last-Event-ID": f"{epoch}:2"}), 10)
+    assert [(i, m["seq"]) for i, m in messages] == [(f"{epoch}:3", 3), (f"{epoch}:4", 4)]
+
+
+async def test_sse_resumes_from_a_bare_seq_last_event_id_as_in_v1(server: LiveServer, blog: dict[str, Any]) -> None:
     for i in range(4):
         await server.publish(headline=f"P{i}")
     messages = await asyncio.wait_for(
         _sse_messages(server, "/sse/blogs/b1", 2, headers={"Last-Event-ID": "2"}), 10)
-    assert [(i, m["seq"]) for i, m in messages] == [("3", 3), ("4", 4)]
+    assert [m["seq"] for _, m in messages] == [3, 4]
+
+
+async def test_sse_a_last_event_id_from_another_epoch_gets_a_snapshot(server: LiveServer,
+                                                                      blog: dict[str, Any]) -> None:
+    """The id wins over `?epoch`, and a history it did not count in is never replayed."""
+    for i in range(3):
+        await server.publish(headline=f"P{i}")
+    epoch = (await server.blog())["epoch"]
+    [(_, first)] = await asyncio.wait_for(_sse_messages(
+        server, f"/sse/blogs/b1?epoch={epoch}", 1, headers={"Last-Event-ID": "0ther:1"}), 10)
+    assert (first["type"], first["seq"], first["epoch"]) == ("snapshot", 3, epoch)
 
 
 async def test_sse_refuses_unknown_blogs_and_foreign_origins(server: LiveServer, blog: dict[str, Any]) -> None:
