@@ -13,8 +13,42 @@ Modules:
     transport*.py   the WebSocket and SSE connections       publisher.py  stamped posts at a rate
     stats.py        a worker's counters and histograms      aggregate.py  the merge across workers
     summary.py      figures and verdict                     console.py, report_html.py, svg.py: reports
+    arrivals.py     browser-like arrivals (page, assets, stream) browser.py   a visitor's HTTP cache
+
+The tool is its own extra (`pip install 'livepush[loadtest]'`): httpx, rich and hdrhistogram are
+not dependencies of the server, which never imports this package (`livepush loadtest` does, lazily).
 """
 
-from server.loadtest.cli import main
+from __future__ import annotations
 
-__all__ = ["main"]
+import sys
+from collections.abc import Sequence
+
+EXTRA = "pip install 'livepush[loadtest]'"
+REQUIRED = (("httpx", "httpx"), ("rich", "rich"), ("hdrh", "hdrhistogram"))  # (module, distribution)
+
+
+def missing_requirements() -> list[str]:
+    """The load-test extra's distributions that cannot be imported here."""
+    missing = []
+    for module, distribution in REQUIRED:
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(distribution)
+    return missing
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`livepush loadtest`: say exactly what to install when the extra is missing, else run the tool."""
+    missing = missing_requirements()
+    if missing:
+        print(f"livepush loadtest: needs {', '.join(missing)}, which a plain install of the server leaves out; "
+              f"install the load-test extra: {EXTRA}", file=sys.stderr)
+        return 2
+    from server.loadtest.cli import main as run
+
+    return run(argv)
+
+
+__all__ = ["EXTRA", "main", "missing_requirements"]

@@ -1,5 +1,5 @@
 """`python -m server.loadtest ...` is `livepush loadtest ...`."""
 
-from server.loadtest.cli import main
+from server.loadtest import main
 
 raise SystemExit(main())
