@@ -75,6 +75,19 @@ def build_parser(prog: str = "livepush loadtest") -> argparse.ArgumentParser:
                               "and slow readers are always sampled")
     readers.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
                          help="seconds for a TCP connect plus handshake")
+    arrivals = parser.add_argument_group("arrivals (browser-like visits, while publishing)")
+    arrivals.add_argument("--arrivals", type=float, default=d.arrivals, metavar="RATE",
+                          help="new page views per second during --duration: each fetches the page (Accept-Encoding, "
+                               "If-None-Match on a repeat visit), the widget's assets, then opens the stream from the "
+                               "page's data-seq/data-epoch and stays to the end (0: none)")
+    arrivals.add_argument("--arrival-shape", choices=("flat", "ramp", "spike"), default=d.arrival_shape,
+                          help="flat: RATE throughout; ramp: from 0 up to RATE; spike: RATE/10, and RATE for the "
+                               "middle fifth of --duration")
+    arrivals.add_argument("--repeat", type=float, default=d.repeat,
+                          help="fraction of arrivals that are repeat visits of an earlier visitor, with its cache")
+    arrivals.add_argument("--think", type=float, default=d.think,
+                          help="seconds between the page (and assets) and opening the stream, as a slow device's "
+                               "script start-up")
     publish = parser.add_argument_group("publishing")
     publish.add_argument("--publish-rate", type=float, default=d.publish_rate,
                          help="writes per second (0: none); new posts unless --edit-share or --keep-posts")
@@ -113,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         slow=args.slow, slow_every=args.slow_every, slow_pause=args.slow_pause, sample=args.sample,
         processes=args.processes,
         drain=args.drain, connect_timeout=args.connect_timeout, seed=args.seed, allow_remote=args.allow_remote,
+        arrivals=args.arrivals, arrival_shape=args.arrival_shape, repeat=args.repeat, think=args.think,
         json_path=args.json_path, html_path=args.html_path, quiet=args.quiet)
 
 
@@ -129,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"livepush loadtest: {exc}", file=sys.stderr)
         return 2
     limit = raise_fd_limit()
-    per_worker = -(-config.readers // max(config.worker_count(), 1))
+    per_worker = -(-config.connections // max(config.worker_count(), 1))
     if per_worker + FD_MARGIN > limit:
         print(f"livepush loadtest: {per_worker} readers per process exceed the open-file limit ({limit}); "
               "raise it (ulimit -n) or use more --processes", file=sys.stderr)

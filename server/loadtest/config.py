@@ -16,6 +16,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 Transport = Literal["ws", "sse"]
+Shape = Literal["flat", "ramp", "spike"]
+SHAPES: tuple[Shape, ...] = ("flat", "ramp", "spike")
 
 READERS_PER_PROCESS = 2500
 BLOG_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -97,6 +99,10 @@ class LoadConfig:
     drain: float = 10.0
     connect_timeout: float = 10.0
     seed: int = 0
+    arrivals: float = 0.0
+    arrival_shape: Shape = "flat"
+    repeat: float = 0.5
+    think: float = 0.0
     allow_remote: bool = False
     json_path: str | None = None
     html_path: str | None = None
@@ -110,11 +116,16 @@ class LoadConfig:
     def publishing(self) -> bool:
         return self.publish_rate > 0
 
+    @property
+    def connections(self) -> int:
+        """Readers plus the arrivals the run expects (each stays connected to the end)."""
+        return self.readers + math.ceil(self.arrivals * self.duration)
+
     def worker_count(self) -> int:
         """--processes, or enough workers to keep each under READERS_PER_PROCESS, at most one per CPU."""
         if self.processes > 0:
-            return min(self.processes, max(self.readers, 1))
-        wanted = max(1, math.ceil(self.readers / READERS_PER_PROCESS))
+            return min(self.processes, max(self.connections, 1))
+        wanted = max(1, math.ceil(self.connections / READERS_PER_PROCESS))
         return max(1, min(wanted, os.cpu_count() or 1))
 
     def for_workers(self) -> LoadConfig:
@@ -152,7 +163,12 @@ class LoadConfig:
             (self.drain >= 0 and self.connect_timeout > 0, "--drain must be >= 0, --connect-timeout > 0"),
             (not self.publishing or bool(self.token), "--publish-rate needs --token (or LIVEPUSH_TOKEN)"),
             (not self.create_blog or bool(self.token), "--create-blog needs --token (or LIVEPUSH_TOKEN)"),
-            (self.readers > 0 or self.publishing, "nothing to do: give --readers or --publish-rate"),
+            (self.arrivals >= 0, "--arrivals: must be >= 0"),
+            (self.arrival_shape in SHAPES, "--arrival-shape: flat, ramp or spike"),
+            (0 <= self.repeat <= 1, "--repeat: a fraction between 0 and 1"),
+            (self.think >= 0, "--think: must be >= 0"),
+            (self.readers > 0 or self.publishing or self.arrivals > 0,
+             "nothing to do: give --readers, --arrivals or --publish-rate"),
         ]
         for ok, message in checks:
             if not ok:

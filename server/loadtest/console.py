@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from server.loadtest.aggregate import LiveView
-from server.loadtest.summary import Percentiles, Summary
+from server.loadtest.summary import ArrivalFigures, Percentiles, Summary
 
 
 def ms(value: float | None) -> str:
@@ -102,6 +102,8 @@ def summary_table(summary: Summary) -> Group:
                                 f"{counts['churned']:,} churn, {counts['evicted']:,} 1013 (slow), "
                                 f"{counts['dropped_stalled']:,} dropped while stalled, "
                                 f"{counts['restarted']:,} 1012, {counts['server_closed']:,} other server closes")
+    if summary.arrivals is not None:
+        head.add_row("arrivals", arrivals_line(summary.arrivals))
     cpu = summary.cpu
     head.add_row("tool CPU", f"{cpu.total:.1f} s over {cpu.wall:.1f} s wall = {cpu.cores:.2f} cores in "
                              f"{cpu.processes} processes ({cpu.loop}); "
@@ -116,6 +118,9 @@ def summary_table(summary: Summary) -> Group:
     _percentile_row(latency, "time to last reader", summary.time_to_last_reader)
     _percentile_row(latency, "POST round trip", publisher.latency)
     _percentile_row(latency, "connect + handshake", summary.handshake)
+    if summary.arrivals is not None:
+        _percentile_row(latency, "page request", summary.arrivals.page)
+        _percentile_row(latency, "time to interactive", summary.arrivals.time_to_interactive)
 
     checks = Table(title="correctness (all must be 0)", title_justify="left")
     names = ("lost", "lost posts", "duplicated", "reordered", "gaps", "regressions")
@@ -137,6 +142,15 @@ def summary_table(summary: Summary) -> Group:
     return Group(head, latency, checks, *lines)
 
 
+def arrivals_line(arrivals: ArrivalFigures) -> str:
+    share = "no ETag on the page" if arrivals.share_304 is None else f"{arrivals.share_304:.0%} answered 304"
+    return (f"{arrivals.opened:,} of {arrivals.scheduled:,} streams open ({arrivals.per_second:,.1f}/s, "
+            f"{arrivals.shape} up to {arrivals.rate:g}/s); {arrivals.pages:,} pages, {share}, "
+            f"{arrivals.page_bytes_mean:,.0f} B on the wire; assets {arrivals.assets:,} fetched "
+            f"({arrivals.assets_304:,} 304), {arrivals.assets_cached:,} from cache; {arrivals.raced:,} raced a post; "
+            f"missed {arrivals.missed} of what was published after their page; {arrivals.errors} page errors")
+
+
 def one_line(summary: Summary) -> str:
     """The --quiet verdict."""
     verdict = "healthy" if summary.healthy else "UNHEALTHY (" + "; ".join(summary.problems) + ")"
@@ -145,4 +159,7 @@ def one_line(summary: Summary) -> str:
     return (f"{verdict}: {summary.started}/{summary.readers} readers, {summary.publisher.acknowledged} posts, "
             f"{summary.counts['deliveries']} deliveries, p99 {ms(summary.latency.p99)}, "
             f"lost {summary.checks.lost}, duplicated {summary.checks.duplicated}, "
-            f"reordered {summary.checks.reordered}, gaps {summary.checks.gaps}")
+            f"reordered {summary.checks.reordered}, gaps {summary.checks.gaps}"
+            + ("" if summary.arrivals is None else
+               f"; arrivals {summary.arrivals.opened}/{summary.arrivals.scheduled}, "
+               f"TTI p50 {ms(summary.arrivals.time_to_interactive.p50)}, missed {summary.arrivals.missed}"))

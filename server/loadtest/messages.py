@@ -1,7 +1,8 @@
 """What crosses between the coordinator and its worker processes (pickled over a pipe).
 
-Coordinator to worker: Start (the shared start time), Drain (the last acknowledged seq to wait
-for), Stop. Worker to coordinator: Ready, a Tick every second, and one WorkerResult at the end.
+Coordinator to worker: Start (the shared start time), Publish (when publishing and arrivals begin),
+Drain (the last acknowledged seq to wait for), Stop. Worker to coordinator: Ready, a Tick every
+second, and one WorkerResult at the end.
 
 Each side receives on a thread of its own, never with loop.add_reader: the event loop would put
 the pipe's socket in non-blocking mode, and multiprocessing's send() and recv() of a message
@@ -32,6 +33,13 @@ class Start:
     """Second 0 of the run, as time.time(): every worker ramps and ticks from it."""
 
     t0: float
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Publishing began at *start* (time.time()): arrivals follow their schedule from then."""
+
+    start: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +95,12 @@ class WorkerResult:
     drained: bool
     handshake: str | None
     last_served_ns: int
+    arrivals: list[SteadyReader] = field(default_factory=list)
+    page: str | None = None
+    tti: str | None = None
 
 
-Command = Start | Drain | Stop
+Command = Start | Publish | Drain | Stop
 Report = Ready | Tick | WorkerResult
 
 

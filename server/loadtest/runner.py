@@ -6,7 +6,8 @@ Timeline, in seconds after t0 (shared with the workers as a wall-clock time):
     ramp .. start                until every reader has had its first message (at most
                                  --connect-timeout more), so a connect backlog does not pollute
                                  the latency of the first posts
-    start .. start + duration    the publisher posts at --publish-rate; readers churn and pause
+    start .. start + duration    the publisher posts at --publish-rate; readers churn and pause;
+                                 arrivals (--arrivals) load the page and open their stream
     then, up to --drain          no more posts, churn or pauses; readers catch up with the last
                                  acknowledged seq; then every reader closes and reports
 
@@ -29,7 +30,7 @@ from multiprocessing.process import BaseProcess
 
 from server.loadtest.aggregate import Aggregate, LiveView
 from server.loadtest.config import LoadConfig
-from server.loadtest.messages import Command, Drain, Ready, Report, Start, Stop, Tick, WorkerResult, listen
+from server.loadtest.messages import Command, Drain, Publish, Ready, Report, Start, Stop, Tick, WorkerResult, listen
 from server.loadtest.publisher import Publisher
 from server.loadtest.stats import cpu_seconds
 from server.loadtest.summary import Summary, summarize
@@ -51,7 +52,7 @@ class Runner:
         self.config = config
         self.progress = progress
         self.run_id = secrets.token_hex(4)
-        self.workers = config.worker_count() if config.readers else 0
+        self.workers = config.worker_count() if config.readers or config.arrivals else 0
         self.aggregate = Aggregate(self.workers, config.readers)
         self.publisher = Publisher(config, self.run_id)
         self._pipes: list[Pipe] = []
@@ -115,6 +116,7 @@ class Runner:
         start = time.time()
         self.publish_start = start - self._t0
         self._phase = "publish"
+        self._send(Publish(start))
         publishing = asyncio.create_task(self.publisher.run(start, config.duration))
         interrupted = asyncio.create_task(self._interrupted.wait())
         await asyncio.wait({publishing, interrupted}, return_when=asyncio.FIRST_COMPLETED)

@@ -25,8 +25,10 @@ COUNTERS = (
     "connects", "disconnects", "churned", "evicted", "dropped_stalled", "restarted", "server_closed", "slow_pauses",
     "connect_failures", "refused", "abnormal_closes", "protocol_errors", "unknown_blog",
     "gaps", "duplicates", "reordered", "regressions", "resume_snapshots", "epoch_changes",
+    "arrivals", "arrivals_open", "arrivals_raced", "pages", "pages_304", "pages_with_etag", "page_bytes",
+    "assets", "assets_304", "assets_cached", "asset_bytes", "page_errors",
 )
-ERROR_COUNTERS = ("connect_failures", "refused", "abnormal_closes", "protocol_errors", "unknown_blog")
+ERROR_COUNTERS = ("connect_failures", "refused", "abnormal_closes", "protocol_errors", "unknown_blog", "page_errors")
 
 
 def new_histogram() -> HdrHistogram:
@@ -76,6 +78,20 @@ class WorkerStats:
         self.regressions = 0
         self.resume_snapshots = 0
         self.epoch_changes = 0
+        self.arrivals = 0
+        self.arrivals_open = 0
+        self.arrivals_raced = 0
+        self.pages = 0
+        self.pages_304 = 0
+        self.pages_with_etag = 0
+        self.page_bytes = 0
+        self.assets = 0
+        self.assets_304 = 0
+        self.assets_cached = 0
+        self.asset_bytes = 0
+        self.page_errors = 0
+        self.page = new_histogram()
+        self.tti = new_histogram()
         self.started = 0
         self.gave_up = 0
         self.last_served_ns = 0
@@ -104,6 +120,10 @@ class WorkerStats:
     def record_handshake(self, started_ns: int, now_ns: int) -> None:
         """A connection opened: TCP connect plus the upgrade (or the SSE response head) took this long."""
         self.handshake.record_value(min(max((now_ns - started_ns) // 1000, LOWEST_US), HIGHEST_US))
+
+    def record_arrival(self, page_ns: int, ready_ns: int) -> None:
+        """An arrival became interactive *ready_ns* after its page request began (both time.time_ns())."""
+        self.tti.record_value(min(max((ready_ns - page_ns) // 1000, LOWEST_US), HIGHEST_US))
 
     def error(self, counter: str, detail: str) -> None:
         setattr(self, counter, getattr(self, counter) + 1)

@@ -22,8 +22,9 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from server.loadtest.aggregate import Aggregate
+from server.loadtest.arrivals import arrival_times
 from server.loadtest.config import LoadConfig
-from server.loadtest.messages import SteadyReader
+from server.loadtest.messages import SteadyReader, WorkerResult
 from server.loadtest.publisher import BlogState, Publisher
 from server.loadtest.stats import COUNTERS, ERROR_COUNTERS, new_histogram
 
@@ -153,6 +154,39 @@ class PublisherFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrivalFigures:
+    """Browser-like arrivals: how many, how fast, what the page cost, and whether any missed an event.
+
+    `per_second` is the streams opened over the arrival window (--duration); `share_304` is the
+    share of page requests answered 304 (None when no page carried an ETag, so no visit could
+    ask); `missed` counts, over arrivals connected to the end, acknowledged writes after their
+    page's seq that they never received (`missed_events` the distinct writes).
+    """
+
+    rate: float = 0.0
+    shape: str = "flat"
+    scheduled: int = 0
+    launched: int = 0
+    opened: int = 0
+    per_second: float = 0.0
+    pages: int = 0
+    pages_304: int = 0
+    share_304: float | None = None
+    etag: bool = False
+    page_bytes_mean: float = 0.0
+    assets: int = 0
+    assets_304: int = 0
+    assets_cached: int = 0
+    page: Percentiles = Percentiles()
+    time_to_interactive: Percentiles = Percentiles()
+    raced: int = 0
+    checked: int = 0
+    missed: int = 0
+    missed_events: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """Everything a report shows about one run."""
 
@@ -187,6 +221,7 @@ class Summary:
     problems: list[str]
     warnings: list[str]
     t0: float = 0.0  # second 0 of the run as Unix time, so series and posts can be lined up with other clocks
+    arrivals: ArrivalFigures | None = None
 
     @property
     def healthy(self) -> bool:
@@ -286,10 +321,16 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
     all_served_after = round(max(served) / 1e9 - t0, 3) if served and started == config.readers else None
     drained = all(result.drained for result in results) and len(results) == aggregate.workers
 
+    arrivals = _arrivals(config, totals, results, acked_seqs)
     problems = [f"{name}: {value}" for name, value in (
         ("lost", checks.lost), ("duplicated", checks.duplicated), ("reordered", checks.reordered),
         ("gaps", checks.gaps), ("regressions", checks.regressions),
         ("counted beyond the last seq", checks.count_excess)) if value]
+    if arrivals is not None and arrivals.missed:
+        problems.append(f"arrivals missed {arrivals.missed} events published after their page "
+                        f"({arrivals.missed_events} distinct)")
+    if arrivals is not None and not arrivals.opened:
+        problems.append("no arrival ever opened its stream")
     if config.readers and not started:
         problems.append("no reader ever connected")
     if config.publishing and not acked:
@@ -326,7 +367,34 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
         time_to_last_reader=Percentiles.of_values(p.last_reader_ms for p in posts if p.last_reader_ms is not None),
         deliveries_per_second=round(rate, 1), peak_deliveries_per_second=max((s.deliveries for s in series), default=0),
         posts=posts, series=series, checks=checks, cpu=cpu, drained=drained, interrupted=interrupted,
-        problems=problems, warnings=warnings, t0=round(t0, 6))
+        problems=problems, warnings=warnings, t0=round(t0, 6), arrivals=arrivals)
+
+
+def _arrivals(config: LoadConfig, totals: dict[str, int], results: Sequence[WorkerResult],
+              acked_seqs: Sequence[int]) -> ArrivalFigures | None:
+    if not config.arrivals:
+        return None
+    page, tti = new_histogram(), new_histogram()
+    for result in results:
+        if result.page is not None:
+            page.decode_and_add(result.page)
+        if result.tti is not None:
+            tti.decode_and_add(result.tti)
+    checked = [reader for result in results for reader in result.arrivals]
+    missed, missed_events = count_lost(acked_seqs, checked)
+    pages = totals["pages"]
+    etag = totals["pages_with_etag"] > 0
+    return ArrivalFigures(
+        rate=config.arrivals, shape=config.arrival_shape,
+        scheduled=len(arrival_times(config.arrivals, config.arrival_shape, config.duration)),
+        launched=totals["arrivals"], opened=totals["arrivals_open"],
+        per_second=round(totals["arrivals_open"] / config.duration, 1), pages=pages, pages_304=totals["pages_304"],
+        share_304=round(totals["pages_304"] / pages, 4) if etag and pages else None, etag=etag,
+        page_bytes_mean=round(totals["page_bytes"] / pages, 1) if pages else 0.0, assets=totals["assets"],
+        assets_304=totals["assets_304"], assets_cached=totals["assets_cached"],
+        page=Percentiles.of_histogram(page), time_to_interactive=Percentiles.of_histogram(tti),
+        raced=totals["arrivals_raced"], checked=len(checked), missed=missed, missed_events=missed_events,
+        errors=totals["page_errors"])
 
 
 def _series(aggregate: Aggregate, publisher: Publisher, t0: float) -> list[SecondFigures]:

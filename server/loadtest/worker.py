@@ -23,8 +23,12 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any
 from urllib.parse import quote
 
+from hdrh.histogram import HdrHistogram
+
+from server.loadtest.arrivals import ArrivalReader, arrival_times
+from server.loadtest.browser import Browser, PageError, Visitor
 from server.loadtest.config import LoadConfig
-from server.loadtest.messages import Command, Drain, Ready, SteadyReader, Stop, WorkerResult, listen
+from server.loadtest.messages import Command, Drain, Publish, Ready, Start, SteadyReader, Stop, WorkerResult, listen
 from server.loadtest.reader import SimReader, State
 from server.loadtest.stats import WorkerStats, cpu_seconds, peak_rss_mib
 from server.loadtest.system import event_loop_factory, raise_fd_limit
@@ -34,6 +38,7 @@ from server.loadtest.transport_ws import WsConnection, batch_bytes
 
 SLOW_RECEIVE_BUFFER = 4096
 POLL_SECONDS = 0.05
+VISITORS_KEPT = 1000  # past visitors a repeat arrival is drawn from
 
 
 def roles(readers: int, churn: float, slow: float, seed: int,
@@ -81,9 +86,13 @@ class Worker:
         self._counted_at_tick = 0
         self._batch = batch_bytes(config.publish_rate, config.post_bytes)
         churners, slow, counting = roles(config.readers, config.churn, config.slow, config.seed, config.sample)
-        self.readers = [SimReader(self, index, index in churners, index in slow, index in counting)
-                        for index in range(worker, config.readers, workers)]
+        self.readers: list[SimReader] = [SimReader(self, index, index in churners, index in slow, index in counting)
+                                         for index in range(worker, config.readers, workers)]
+        self.arrivals: list[ArrivalReader] = []
+        self._workers = workers
+        self._visitors: list[Visitor] = []
         blog = quote(config.blog, safe="")
+        self._browser = Browser(self._target, f"/blogs/{blog}", config.connect_timeout) if config.arrivals else None
         kind = "ws" if config.transport == "ws" else "sse"
         self._path = f"{self._target.prefix}/{kind}/blogs/{blog}"
 
@@ -93,7 +102,7 @@ class Worker:
         listen(self.pipe, self.loop, self._on_command, self._on_coordinator_gone, "commands")
         self.pipe.send(Ready(self.worker, cpu_seconds()))
         start = await self._commands.get()
-        if isinstance(start, Stop | Drain):
+        if not isinstance(start, Start):
             return
         self._t0 = self.loop.time() + (start.t0 - time.time())
         total = max(self.config.readers, 1)
@@ -114,6 +123,8 @@ class Worker:
                 self.stats.count_excess += sum(r.checker.last - last for r in self.readers
                                                if r.counting and r.checker.started and r.checker.last > last)
         await self._finish()
+        if self._browser is not None:
+            await self._browser.close()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
         self._send_tick()
@@ -168,7 +179,60 @@ class Worker:
             sock.close()
             reader.on_failed(0, f"connect: {exc!r}")
 
+    def _schedule_arrivals(self, start: float) -> None:
+        """Arrival n of the run's schedule starts at *start* + its time; this worker takes every K-th."""
+        config = self.config
+        begin = self.loop.time() + (start - time.time())
+        times = arrival_times(config.arrivals, config.arrival_shape, config.duration)
+        for number in range(self.worker, len(times), self._workers):
+            self.loop.call_at(begin + times[number], self._arrive, config.readers + number)
+
+    def _arrive(self, index: int) -> None:
+        if self.draining or self._browser is None:
+            return
+        arrival = ArrivalReader(self, index)
+        self.arrivals.append(arrival)
+        self.readers.append(arrival)
+        self.stats.arrivals += 1
+        repeat = self._visitors and self.rng.random() < self.config.repeat
+        visitor = self.rng.choice(self._visitors) if repeat else Visitor()
+        if not repeat:
+            if len(self._visitors) >= VISITORS_KEPT:
+                self._visitors[self.rng.randrange(VISITORS_KEPT)] = visitor
+            else:
+                self._visitors.append(visitor)
+        task = self.loop.create_task(self._load_page(arrival, visitor, self._browser))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _load_page(self, arrival: ArrivalReader, visitor: Visitor, browser: Browser) -> None:
+        stats = self.stats
+        page_ns = time.time_ns()
+        try:
+            visit = await browser.visit(visitor)
+        except PageError as exc:
+            stats.error("page_errors", f"arrival {arrival.index}: {exc}")
+            arrival.give_up()
+            return
+        stats.pages += 1
+        stats.pages_304 += visit.status == 304
+        stats.pages_with_etag += visit.etag
+        stats.page_bytes += visit.page_bytes
+        stats.page.record_value(min(max(visit.page_ns // 1000, 1), 60_000_000))
+        stats.assets += visit.assets
+        stats.assets_304 += visit.assets_304
+        stats.assets_cached += visit.assets_cached
+        stats.asset_bytes += visit.asset_bytes
+        if self.config.think:
+            await asyncio.sleep(self.config.think)
+        arrival.arrive(visit.seq, visit.epoch, page_ns)
+        arrival.connect()
+
     def _on_command(self, command: Command) -> None:
+        if isinstance(command, Publish):
+            if self.config.arrivals:
+                self._schedule_arrivals(command.start)
+            return
         self._commands.put_nowait(command)
         if isinstance(command, Stop):
             self._stop_requested = True
@@ -202,6 +266,8 @@ class Worker:
 
     async def _finish(self) -> None:
         self.draining = True
+        for arrival in self.arrivals:
+            arrival.conclude()
         for reader in self.readers:
             reader.finish()
         if not await self._wait(lambda: all(r.state is State.DONE for r in self.readers), CLOSE_TIMEOUT + 0.5):
@@ -221,13 +287,25 @@ class Worker:
 
     def _result(self, drained: bool) -> WorkerResult:
         steady = [SteadyReader(r.checker.start, r.checker.last, list(r.checker.holes))
-                  for r in self.readers if r.steady and r.served and r.checker.started]
+                  for r in self.readers if r.steady and r.served and r.checker.started
+                  and not isinstance(r, ArrivalReader)]
+        arrivals = [SteadyReader(r.checker.start, r.checker.last, list(r.checker.holes))
+                    for r in self.arrivals if r.steady and r.served and r.checker.started]
         return WorkerResult(
             worker=self.worker, readers=len(self.readers), counts=self.stats.totals(), steady=steady,
-            started=sum(1 for r in self.readers if r.served), cpu=cpu_seconds(), peak_rss_mib=peak_rss_mib(),
+            started=sum(1 for r in self.readers if r.served and not isinstance(r, ArrivalReader)),
+            cpu=cpu_seconds(), peak_rss_mib=peak_rss_mib(),
             errors=self.stats.error_samples, drained=drained,
             handshake=self.stats.handshake.encode().decode("ascii") if self.stats.handshake.get_total_count() else None,
-            last_served_ns=self.stats.last_served_ns)
+            last_served_ns=self.stats.last_served_ns, arrivals=arrivals,
+            page=_encoded(self.stats.page), tti=_encoded(self.stats.tti))
+
+
+def _encoded(histogram: HdrHistogram) -> str | None:
+    if not histogram.get_total_count():
+        return None
+    encoded: bytes = histogram.encode()
+    return encoded.decode("ascii")
 
 
 def worker_main(pipe: Pipe, config: LoadConfig, worker: int, workers: int, run_id: str) -> None:
