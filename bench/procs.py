@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,7 +32,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-VENV_BIN = ROOT / ".venv" / "bin"
+# The project's venv (scripts/serve, scripts/test), else the interpreter running the bench.
+VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin" / "python").exists() else Path(sys.executable).parent
 BASELINE_BIN = BENCH / ".venv-baseline" / "bin"
 TOKEN = "bench-admin-token-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -359,7 +361,9 @@ def start_server(processes: Processes, variant: Variant, cpu: int | None, redis:
         if redis is not None:
             env["REDIS_URL"] = redis.url + "/0"
         env.update(settings or {})
-        process = processes.start(pinned(cpu, [str(VENV_BIN / "livepush"), "serve"]), env=env, cwd=ROOT, log=log)
+        # `python -m server` from ROOT: this checkout's code, whatever the venv's `livepush` script points at.
+        process = processes.start(pinned(cpu, [str(VENV_BIN / "python"), "-m", "server", "serve"]), env=env, cwd=ROOT,
+                                  log=log)
     base = f"http://127.0.0.1:{port}"
     probe = "/api/blogs/none" if variant.is_baseline else "/readyz"
     deadline = time.monotonic() + 30

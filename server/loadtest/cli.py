@@ -50,6 +50,9 @@ def build_parser(prog: str = "livepush loadtest") -> argparse.ArgumentParser:
     target = parser.add_argument_group("target")
     target.add_argument("--url", default=d.url, help="the server's base URL (http or https)")
     target.add_argument("--blog", default=d.blog, help="blog id the readers watch and the publisher posts to")
+    target.add_argument("--server", choices=("livepush", "nchan"), default=d.server,
+                        help="what the target is: livepush, or Nginx + Nchan as a reference (bench/references.py: "
+                             "readers on /sub/BLOG, writes to /pub/BLOG, the tool numbering them)")
     target.add_argument("--allow-remote", action="store_true",
                         help="allow a target that is not a loopback address (only servers you run)")
     readers = parser.add_argument_group("readers")
@@ -126,7 +129,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         slow=args.slow, slow_every=args.slow_every, slow_pause=args.slow_pause, sample=args.sample,
         processes=args.processes,
         drain=args.drain, connect_timeout=args.connect_timeout, seed=args.seed, allow_remote=args.allow_remote,
-        arrivals=args.arrivals, arrival_shape=args.arrival_shape, repeat=args.repeat, think=args.think,
+        server=args.server, arrivals=args.arrivals, arrival_shape=args.arrival_shape, repeat=args.repeat,
+        think=args.think,
         json_path=args.json_path, html_path=args.html_path, quiet=args.quiet)
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 Transport = Literal["ws", "sse"]
 Shape = Literal["flat", "ramp", "spike"]
+ServerKind = Literal["livepush", "nchan"]
 SHAPES: tuple[Shape, ...] = ("flat", "ramp", "spike")
 
 READERS_PER_PROCESS = 2500
@@ -99,6 +100,7 @@ class LoadConfig:
     drain: float = 10.0
     connect_timeout: float = 10.0
     seed: int = 0
+    server: ServerKind = "livepush"
     arrivals: float = 0.0
     arrival_shape: Shape = "flat"
     repeat: float = 0.5
@@ -115,6 +117,10 @@ class LoadConfig:
     @property
     def publishing(self) -> bool:
         return self.publish_rate > 0
+
+    @property
+    def nchan(self) -> bool:
+        return self.server == "nchan"
 
     @property
     def connections(self) -> int:
@@ -161,7 +167,12 @@ class LoadConfig:
             (self.keep_posts == 0 or self.keep_posts >= 10, "--keep-posts: 0 (keep all) or at least 10"),
             (self.processes >= 0, "--processes: must be >= 0 (0: automatic)"),
             (self.drain >= 0 and self.connect_timeout > 0, "--drain must be >= 0, --connect-timeout > 0"),
-            (not self.publishing or bool(self.token), "--publish-rate needs --token (or LIVEPUSH_TOKEN)"),
+            (not self.publishing or bool(self.token) or self.nchan, "--publish-rate needs --token (or LIVEPUSH_TOKEN)"),
+            (self.server in ("livepush", "nchan"), "--server: livepush or nchan"),
+            # Nchan has no resume and no livepush API: readers stay connected, writes are new posts only.
+            (not self.nchan or (self.transport == "ws" and not self.churn and not self.slow and not self.edit_share
+                                and not self.keep_posts and not self.create_blog),
+             "--server nchan: WebSocket readers without --churn, --slow, --edit-share, --keep-posts, --create-blog"),
             (not self.create_blog or bool(self.token), "--create-blog needs --token (or LIVEPUSH_TOKEN)"),
             (self.arrivals >= 0, "--arrivals: must be >= 0"),
             (self.arrival_shape in SHAPES, "--arrival-shape: flat, ramp or spike"),

@@ -34,6 +34,7 @@ MAX_CONNECTIONS = 32
 FILLER = "Live coverage continues as correspondents report from the scene. "
 RECENT = 5  # an edit goes to one of the run's newest posts, like a live blog's corrections
 CREATE, EDIT, DELETE = "create", "edit", "delete"
+NCHAN_EPOCH = "nchan"
 
 
 class PublisherError(RuntimeError):
@@ -71,18 +72,24 @@ class Publisher:
         self.skipped = 0
         self.errors: list[str] = []
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
-        limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+        # Nchan: one connection, so writes reach it in the order the tool numbered them.
+        connections = 1 if config.nchan else MAX_CONNECTIONS
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         target = config.target
         # A proxy from the environment has no business between the tool and a server on this machine.
         self._client = httpx.AsyncClient(base_url=target.http_base, headers=headers, limits=limits,
                                          timeout=httpx.Timeout(30.0, connect=10.0), trust_env=not target.is_loopback())
         self._blog_path = f"/api/blogs/{quote(config.blog, safe='')}"
+        self._nchan_path = f"/pub/{quote(config.blog, safe='')}"
         self._padding = (FILLER * (config.post_bytes // len(FILLER) + 1))[:config.post_bytes]
         self._live: deque[str] = deque()  # ids of this run's posts not deleted, oldest first
         self._rng = random.Random(f"publisher-{config.seed}")  # noqa: S311 (a simulation, not security)
+        self._nchan_seq = 0
 
     async def prepare(self) -> BlogState:
         """Read the blog's seq and epoch, creating the blog first when asked to."""
+        if self.config.nchan:
+            return await self._prepare_nchan()
         created = False
         try:
             if self.config.create_blog:
@@ -102,6 +109,19 @@ class Publisher:
             raise PublisherError(f"reading blog {self.config.blog!r}: HTTP {response.status_code}")
         blog = response.json()
         return BlogState(int(blog.get("seq", 0)), str(blog.get("epoch", "")), created)
+
+    async def _prepare_nchan(self) -> BlogState:
+        """Nchan as a reference: its channel's one buffered message is a snapshot at seq 0, every reader's first."""
+        snapshot = {"type": "snapshot", "blog": {"id": self.config.blog}, "posts": [], "has_more": False, "seq": 0,
+                    "epoch": NCHAN_EPOCH}
+        try:
+            response = await self._client.post(self._nchan_path, content=orjson.dumps(snapshot),
+                                               headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise PublisherError(f"cannot reach {self.config.target.http_base}: {exc!r}") from exc
+        if not response.is_success:
+            raise PublisherError(f"Nchan publisher {self._nchan_path}: HTTP {response.status_code}")
+        return BlogState(0, NCHAN_EPOCH, False)
 
     async def run(self, start: float, seconds: float) -> None:
         """Publish from wall time *start* for *seconds* at the configured rate; then await the answers."""
@@ -152,8 +172,18 @@ class Publisher:
     async def _write(self, number: int, kind: str, post_id: str | None) -> None:
         sent_ns = time.time_ns()
         post = Post(number, sent_ns, kind=kind)
+        nchan_seq = 0
         self.posts.append(post)
-        if kind == CREATE:
+        if self.config.nchan:
+            self._nchan_seq += 1
+            nchan_seq = self._nchan_seq
+            event = {"type": "post.created", "blog": self.config.blog, "seq": nchan_seq,
+                     "post": {"id": f"lt-{number}", "headline": f"Load test post {number}",
+                              "byline": stamp.make(self.run_id, number, sent_ns), "body": f"<p>{self._padding}</p>"}}
+            request = self._client.build_request("POST", self._nchan_path, content=orjson.dumps(event),
+                                                 headers={"Content-Type": "application/json"})
+            expected = 0
+        elif kind == CREATE:
             body = orjson.dumps({"headline": f"Load test post {number}",
                                  "byline": stamp.make(self.run_id, number, sent_ns),
                                  "body": f"<p>{self._padding}</p>"})
@@ -178,6 +208,12 @@ class Publisher:
         post.status = response.status_code
         self.statuses[response.status_code] += 1
         self.latency.record_value(min(max((post.acked_ns - sent_ns) // 1000, 1), HIGHEST_US))
+        if expected == 0:  # Nchan: any 2xx accepts the message numbered at send time
+            if response.is_success:
+                post.seq = nchan_seq
+            else:
+                self._note(f"nchan {number}: HTTP {response.status_code} {response.text[:120]}")
+            return
         if response.status_code != expected:
             self._note(f"{kind} {number}: HTTP {response.status_code} {response.text[:120]}")
             return

@@ -95,6 +95,8 @@ class Worker:
         self._browser = Browser(self._target, f"/blogs/{blog}", config.connect_timeout) if config.arrivals else None
         kind = "ws" if config.transport == "ws" else "sse"
         self._path = f"{self._target.prefix}/{kind}/blogs/{blog}"
+        if config.nchan:
+            self._path = f"{self._target.prefix}/sub/{blog}"  # Nchan has no resume: no since, no epoch
 
     async def run(self) -> None:
         """The whole life of the worker, from Ready to WorkerResult."""
@@ -134,7 +136,7 @@ class Worker:
 
     def open(self, reader: SimReader, since: int | None, epoch: str | None) -> Connection:
         query = []
-        if since is not None:
+        if since is not None and not self.config.nchan:
             query.append(f"since={since}")
             if epoch:
                 query.append(f"epoch={quote(epoch, safe='')}")

@@ -1,0 +1,388 @@
+"""livepush beside the C references this field measures against, in one run: Nginx and Nginx + Nchan.
+
+    bash bench/setup_references.sh                # once: nginx, libnginx-mod-nchan and wrk from Debian
+    python -m bench.references                    # every row, ~3 minutes (each measurement <= --seconds)
+    python -m bench.references --rows pages       # a subset: pages, handshakes, storm, delivery, arrivals
+
+Nginx runs with a config file of its own in a temporary directory (one worker process, loopback
+port only, `taskset` on the server's core, stopped by process id like every other process here):
+it serves livepush's own page bytes as a static file (and the widget's assets), and Nchan gives
+it WebSocket pub/sub for the handshake and fan-out rows. Rows, each with its reference measured
+in the same run and the ratio livepush / reference (throughputs: above 1 is better; costs and
+times: below 1 is better):
+
+- pages/s per core, with `wrk` (Debian's): the page cached (200, same bytes), `If-None-Match`
+  answered 304 ("no ETag" when livepush's page carries none), gzip (Nginx: `gzip_static`), and
+  while the blog takes 1 event/s (the reference: the same static file).
+- handshakes/s and server CPU per handshake, and 10 000 readers connecting at once, with
+  `livepush loadtest` (its `--server nchan` mode against Nchan).
+- deliveries: server CPU per delivery at 1 000 readers x 20 posts/s, and time to last reader at
+  5 000 readers x 10 posts/s, against Nchan.
+- arrivals (page + assets + stream) per second with `livepush loadtest --arrivals`; the reference
+  serves the page and assets from Nginx and the stream from Nchan.
+
+"Per core" divides by the server's measured CPU (user + system, /proc) over the window, so a
+core shared with other work does not flatter or punish either side. Results:
+bench/results/references-<date>.json and .md (bench/results/quick/ with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.procs import (
+    ROOT,
+    TOKEN,
+    VARIANTS,
+    Processes,
+    Running,
+    Sampler,
+    free_port,
+    load_average,
+    pinned,
+    raise_nofile,
+    tree,
+)
+from bench.scenarios import BLOG, Context, fresh_server, interpolate, run_tool, sample_share
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+PAGE_POSTS = 20
+POST_TEXT = "Live coverage continues as correspondents report from the scene. " * 5
+WRK_CONNECTIONS = 64
+MEMORY = next(v for v in VARIANTS if v.name == "livepush-memory")
+
+NGINX_CONF = """\
+load_module {module};
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 30000; multi_accept on; }}
+http {{
+    access_log off;
+    types {{ text/html html; text/css css; text/javascript js; image/svg+xml svg; }}
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    gzip_static on;
+    nchan_shared_memory_size 256M;
+    nchan_message_buffer_length 1;
+    nchan_message_timeout 0;
+    server {{
+        listen 127.0.0.1:{port} backlog=65535;
+        location = /blogs/{blog} {{ default_type text/html; alias {tmp}/page.html; }}
+        location /client/ {{ alias {tmp}/client/; }}
+        location ~ ^/sub/([a-z0-9-]+)$ {{
+            nchan_subscriber websocket;
+            nchan_channel_id $1;
+            nchan_subscriber_first_message oldest;
+        }}
+        location ~ ^/pub/([a-z0-9-]+)$ {{
+            nchan_publisher;
+            nchan_channel_id $1;
+        }}
+    }}
+}}
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {' '.join(str(x) for x in load_average())}] {message}", flush=True)
+
+
+class Nginx:
+    """Nginx + Nchan with a config of its own in a temporary directory: one worker, loopback, pinned."""
+
+    def __init__(self, processes: Processes, cpu: int | None, logs: Path, page: bytes) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists() or not NCHAN_MODULE.exists():
+            raise SystemExit("nginx with Nchan is not installed: bash bench/setup_references.sh")
+        self._processes = processes
+        self._dir = tempfile.TemporaryDirectory(prefix="livepush-bench-nginx-")
+        tmp = Path(self._dir.name)
+        tmp.chmod(0o755)  # nginx's worker runs as nobody and reads the page and assets from here
+        (tmp / "page.html").write_bytes(page)
+        (tmp / "page.html.gz").write_bytes(gzip.compress(page, 6))
+        shutil.copytree(ROOT / "client_demo", tmp / "client")
+        for path in (tmp, *tmp.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        self.port = free_port()
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(module=NCHAN_MODULE, tmp=tmp, port=self.port, blog=BLOG))
+        self.process = processes.start(pinned(cpu, [binary, "-p", str(tmp), "-c", str(conf), "-e",
+                                                    str(tmp / "error.log")]), log=logs / "nginx.log")
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 10
+        with httpx.Client(timeout=1, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"nginx exited: {(tmp / 'error.log').read_text()[-500:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.base}/blogs/{BLOG}").status_code == 200:
+                        return
+                time.sleep(0.05)
+        self.close()
+        raise RuntimeError("nginx did not start")
+
+    @property
+    def pids(self) -> list[int]:
+        return tree(self.process.pid)
+
+    def running(self) -> Running:
+        """This Nginx as a server the scenarios' helpers can drive (the load-test tool, samplers)."""
+        return Running(MEMORY, self.base, self.process, None)
+
+    def close(self) -> None:
+        self._processes.stop(self.process)
+        self._dir.cleanup()
+
+
+# wrk
+
+
+WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+WRK_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(ctx: Context, pids: Callable[[], list[int]], url: str, seconds: float, name: str,
+        headers: Sequence[str] = ()) -> dict[str, Any]:
+    """`wrk` on the tool's core against *url* for *seconds*; requests/s, latency, and the server's CPU meanwhile."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is not installed: bash bench/setup_references.sh")
+    argv = [binary, "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
+    out = ctx.logs / f"wrk-{name}.log"
+    out.unlink(missing_ok=True)
+    with Sampler(pids(), interval=0.2) as sampler:
+        started = time.time()
+        process = ctx.processes.start(pinned(ctx.tool_cpu, [*argv, url]), log=out)
+        try:
+            process.wait(timeout=seconds + 20)
+        finally:
+            ctx.processes.stop(process)
+        ended = time.time()
+    text = out.read_text()
+    rate = WRK_RATE.search(text)
+    if rate is None:
+        raise RuntimeError(f"wrk {name}: no result (see {out})")
+    window_start, window_end = started + 1.0, min(ended, started + seconds) - 0.2
+    cpu = interpolate(sampler, window_end, "cpu") - interpolate(sampler, window_start, "cpu")
+    cores = cpu / (window_end - window_start)
+    requests = float(rate.group(1))
+    non_2xx = WRK_NON_2XX.search(text)
+    errors = WRK_ERRORS.search(text)
+    latency = {f"p{m.group(1)}_ms": round(float(m.group(2)) * UNITS[m.group(3)], 3) for m in WRK_LATENCY.finditer(text)}
+    return {"requests_per_s": round(requests, 1), "server_cores": round(cores, 3),
+            "per_core": round(requests / cores, 1) if cores > 0.05 else None, **latency,
+            "non_2xx_3xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0, "load_average": load_average()}
+
+
+def ratio(ours: float | None, reference: float | None) -> float | None:
+    if ours is None or not reference:
+        return None
+    return round(ours / reference, 3)
+
+
+def probe(url: str, headers: dict[str, str] | None = None) -> tuple[int, int, dict[str, str]]:
+    """One request: status, body bytes on the wire, response headers."""
+    with httpx.Client(timeout=5, trust_env=False) as client:
+        response = client.get(url, headers=headers or {})
+        return response.status_code, response.num_bytes_downloaded, dict(response.headers)
+
+
+# Servers
+
+
+def page_server(ctx: Context) -> Running:
+    """livepush (memory engine) with the benchmark's blog holding PAGE_POSTS posts, like a live blog's page."""
+    server = fresh_server(ctx, MEMORY, None)
+    with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10,
+                      trust_env=False) as client:
+        for number in range(PAGE_POSTS - 1):
+            response = client.post(f"/api/blogs/{BLOG}/posts", json={
+                "headline": f"Update {number}", "byline": "Benchmark desk", "body": f"<p>{POST_TEXT}</p>"})
+            response.raise_for_status()
+    return server
+
+
+class Publisher1:
+    """One post a second to livepush's blog from a thread, while a measurement runs."""
+
+    def __init__(self, base: str) -> None:
+        self._base = base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self.posted = 0
+
+    def __enter__(self) -> Publisher1:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self._base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10,
+                          trust_env=False) as client:
+            while not self._stop.wait(1.0):
+                with contextlib.suppress(httpx.HTTPError):
+                    response = client.post(f"/api/blogs/{BLOG}/posts", json={
+                        "headline": f"Live {self.posted}", "body": f"<p>{POST_TEXT}</p>"})
+                    self.posted += response.status_code == 201
+
+
+# Rows
+
+
+def pages(ctx: Context, seconds: float) -> dict[str, Any]:
+    """Pages/s per core: cached 200, 304, gzip, and during 1 event/s; Nginx serving the same bytes beside each."""
+    livepush = page_server(ctx)
+    url = f"{livepush.base}/blogs/{BLOG}"
+    status, size, headers = probe(url)
+    page = httpx.get(url, timeout=5, trust_env=False).content
+    nginx = Nginx(ctx.processes, ctx.server_cpu, ctx.logs, page)
+    nginx_url = f"{nginx.base}/blogs/{BLOG}"
+    rows: dict[str, Any] = {"page_bytes": len(page), "posts_on_page": PAGE_POSTS}
+    try:
+        def both(name: str, ours: list[str], theirs: list[str]) -> dict[str, Any]:
+            mine = wrk(ctx, lambda: livepush.pids, url, seconds, f"livepush-{name}", ours)
+            reference = wrk(ctx, lambda: nginx.pids, nginx_url, seconds, f"nginx-{name}", theirs)
+            row = {"livepush": mine, "nginx": reference, "ratio_per_core": ratio(mine["per_core"],
+                                                                                 reference["per_core"]),
+                   "ratio_requests": ratio(mine["requests_per_s"], reference["requests_per_s"])}
+            log(f"pages {name}: livepush {mine['requests_per_s']:,.0f}/s ({mine['per_core']} per core), nginx "
+                f"{reference['requests_per_s']:,.0f}/s ({reference['per_core']} per core): ratio per core "
+                f"{row['ratio_per_core']}")
+            return row
+
+        rows["cached"] = both("cached", [], [])
+        etag = headers.get("etag")
+        _, _, nginx_headers = probe(nginx_url)
+        nginx_etag = nginx_headers["etag"]
+        if etag is None:
+            rows["304"] = {"livepush": "no ETag", "nginx": wrk(ctx, lambda: nginx.pids, nginx_url, seconds,
+                                                               "nginx-304", [f"If-None-Match: {nginx_etag}"])}
+            log(f"pages 304: livepush's page has no ETag; nginx {rows['304']['nginx']['requests_per_s']:,.0f}/s")
+        else:
+            answer, _, _ = probe(url, {"If-None-Match": etag})
+            rows["304"] = both("304", [f"If-None-Match: {etag}"], [f"If-None-Match: {nginx_etag}"])
+            rows["304"]["livepush_status"] = answer
+        ours_gzip = probe(url, {"Accept-Encoding": "gzip"})
+        theirs_gzip = probe(nginx_url, {"Accept-Encoding": "gzip"})
+        rows["gzip"] = both("gzip", ["Accept-Encoding: gzip"], ["Accept-Encoding: gzip"])
+        rows["gzip"]["bytes"] = {"livepush": ours_gzip[1], "livepush_encoding": ours_gzip[2].get("content-encoding"),
+                                 "nginx": theirs_gzip[1]}
+        with Publisher1(livepush.base) as publisher:
+            mine = wrk(ctx, lambda: livepush.pids, url, seconds, "livepush-live")
+        rows["live"] = {"livepush": mine, "events": publisher.posted,
+                        "nginx": "the cached row's figure (a static file does not change)",
+                        "ratio_per_core": ratio(mine["per_core"], rows["cached"]["nginx"]["per_core"]),
+                        "ratio_requests": ratio(mine["requests_per_s"], rows["cached"]["nginx"]["requests_per_s"])}
+        log(f"pages during 1 event/s: livepush {mine['requests_per_s']:,.0f}/s ({mine['per_core']} per core), "
+            f"ratio per core to nginx cached {rows['live']['ratio_per_core']}")
+    finally:
+        nginx.close()
+        ctx.processes.stop(livepush.process)
+    rows["probe"] = {"status": status, "bytes": size, "etag": headers.get("etag"),
+                     "cache_control": headers.get("cache-control")}
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measurement (at most 20)")
+    parser.add_argument("--server-cpu", type=int, default=0, help="core for livepush and Nginx")
+    parser.add_argument("--tool-cpu", type=int, default=1, help="core for wrk and the load-test tool")
+    parser.add_argument("--quick", action="store_true", help="results under bench/results/quick")
+    parser.add_argument("--output", type=Path, help="results JSON (default: bench/results/references-<date>.json)")
+    args = parser.parse_args(argv)
+    wanted = [name.strip() for name in args.rows.split(",") if name.strip()]
+    if unknown := set(wanted) - set(ROWS):
+        print(f"bench.references: unknown row(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    seconds = min(max(args.seconds, 2.0), 20.0)
+    raise_nofile()
+    stamp = datetime.now(UTC)
+    results = RESULTS / "quick" if args.quick else RESULTS
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    output = args.output or results / f"references-{stamp:%Y-%m-%d}.json"
+    processes = Processes()
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    ctx = Context(processes, args.server_cpu, args.tool_cpu, logs, results, args.quick)
+    report: dict[str, Any] = {"date": stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                              "seconds": seconds, "pinning": {"server": args.server_cpu, "tool": args.tool_cpu},
+                              "nginx": _nginx_version(), "load_average_start": load_average(), "rows": {}}
+    try:
+        for name in wanted:
+            report["rows"][name] = ROWS[name](ctx, seconds)
+            output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process started here")
+        return 130
+    finally:
+        processes.stop_all()
+        report["load_average_end"] = load_average()
+        output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    text = markdown(report)
+    output.with_suffix(".md").write_text(text + "\n")
+    print()
+    print(text)
+    return 0
+
+
+def _nginx_version() -> str:
+    found = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
+    return found.stderr.strip()
+
+
+def markdown(report: dict[str, Any]) -> str:
+    return ""
+
+
+ROWS: dict[str, Callable[[Context, float], dict[str, Any]]] = {"pages": pages}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
