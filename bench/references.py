@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
-import os
 import re
 import shutil
 import signal
@@ -62,7 +62,7 @@ from bench.procs import (
     raise_nofile,
     tree,
 )
-from bench.scenarios import BLOG, Context, fresh_server, interpolate, run_tool, sample_share
+from bench.scenarios import BLOG, Context, figures, fresh_server, interpolate, run_tool, sample_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
@@ -217,6 +217,15 @@ def ratio(ours: float | None, reference: float | None) -> float | None:
     return round(ours / reference, 3)
 
 
+def versus(row: dict[str, Any], *path: str) -> float | None:
+    """livepush's figure at *path* over Nchan's, in a side-by-side row."""
+    ours: Any = row["livepush"]
+    theirs: Any = row["nchan"]
+    for key in path:
+        ours, theirs = ours.get(key) if ours else None, theirs.get(key) if theirs else None
+    return ratio(ours, theirs)
+
+
 def probe(url: str, headers: dict[str, str] | None = None) -> tuple[int, int, dict[str, str]]:
     """One request: status, body bytes on the wire, response headers."""
     with httpx.Client(timeout=5, trust_env=False) as client:
@@ -323,6 +332,137 @@ def pages(ctx: Context, seconds: float) -> dict[str, Any]:
     return rows
 
 
+def connect_storm(ctx: Context, server: Running, pids: Callable[[], list[int]], readers: int, name: str,
+                  extra: Sequence[str] = ()) -> dict[str, Any]:
+    """*readers* connect at once and stay: time until all had their first message, handshakes/s, CPU and memory
+    per connection (the server's, from /proc)."""
+    with Sampler(pids(), interval=0.2) as sampler:
+        before = sampler.read()
+        summary = run_tool(ctx, server, name, "--readers", str(readers), "--ramp", "0", "--duration", "3",
+                           "--drain", "1", "--connect-timeout", "30", "--sample", f"{sample_share(readers):.4f}",
+                           *extra)
+    t0, served = summary["t0"], summary["all_served_after"]
+    held = sampler.between(t0 + summary["publish_start"] + 0.5, t0 + summary["publish_end"] - 0.2)
+    rss = max((s.rss_kib for s in held), default=None)
+    cpu = None if served is None else interpolate(sampler, t0 + served, "cpu") - interpolate(sampler, t0, "cpu")
+    return {"readers": readers, "served": summary["started"], "all_served_s": served,
+            "handshakes_per_s": round(readers / served, 1) if served else None,
+            "server_cpu_per_handshake_us": None if cpu is None else round(1e6 * cpu / readers, 1),
+            "rss_per_reader_kib": None if rss is None else round((rss - before.rss_kib) / readers, 2),
+            "handshake": summary["handshake"], "errors": summary["errors"], "problems": summary["problems"],
+            "load_average": load_average()}
+
+
+def delivery(ctx: Context, server: Running, pids: Callable[[], list[int]], readers: int, rate: float,
+             seconds: float, name: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """*readers* readers, posts at *rate*/s: deliveries/s, latency, time to last reader, server CPU per delivery."""
+    with Sampler(pids(), interval=0.2) as sampler:
+        load = load_average()
+        summary = run_tool(ctx, server, name, "--readers", str(readers), "--ramp", "2", "--connect-timeout", "30",
+                           "--publish-rate", f"{rate:g}", "--duration", f"{seconds:g}", "--drain", "5",
+                           "--sample", f"{sample_share(readers):.4f}", *extra)
+    result = figures(summary, sampler, ctx, MEMORY, readers, rate, load, load_average())
+    keep = ("readers", "rate", "deliveries_per_s", "expected_deliveries_per_s", "kept_up", "server_core_share",
+            "server_cpu_per_delivery_us", "latency", "time_to_last_reader", "tool_cpu_percent_mean", "checks",
+            "healthy", "problems", "load_average")
+    return {key: result[key] for key in keep}
+
+
+def arrivals_run(ctx: Context, server: Running, pids: Callable[[], list[int]], rate: float, seconds: float,
+                 name: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Browser-like arrivals at *rate*/s for *seconds*: achieved arrivals/s, time to interactive, server CPU each."""
+    with Sampler(pids(), interval=0.2) as sampler:
+        summary = run_tool(ctx, server, name, "--readers", "0", "--arrivals", f"{rate:g}", "--duration",
+                           f"{seconds:g}", "--drain", "5", "--connect-timeout", "30", *extra)
+    t0, start, end = summary["t0"], summary["publish_start"], summary["publish_end"]
+    cpu = interpolate(sampler, t0 + end, "cpu") - interpolate(sampler, t0 + start, "cpu")
+    arrivals = summary["arrivals"]
+    opened = arrivals["opened"]
+    return {"offered_per_s": rate, "arrivals_per_s": arrivals["per_second"], "opened": opened,
+            "scheduled": arrivals["scheduled"], "server_cores": round(cpu / (end - start), 3),
+            "per_core": round(opened / cpu, 1) if cpu > 0.05 else None,
+            "server_cpu_per_arrival_ms": round(1e3 * cpu / opened, 3) if opened else None,
+            "time_to_interactive": arrivals["time_to_interactive"], "page": arrivals["page"],
+            "share_304": arrivals["share_304"], "assets": arrivals["assets"],
+            "assets_cached": arrivals["assets_cached"],
+            "missed": arrivals["missed"], "errors": summary["errors"], "tool_cpu": summary["cpu"],
+            "load_average": load_average()}
+
+
+def side_by_side(ctx: Context, measure: Callable[[Running, Callable[[], list[int]], str, Sequence[str]],
+                                                 dict[str, Any]], name: str, page: bool = False) -> dict[str, Any]:
+    """Run *measure* on a fresh livepush, then on a fresh Nginx + Nchan (with livepush's page when *page*)."""
+    livepush = page_server(ctx) if page else fresh_server(ctx, MEMORY, None)
+    try:
+        page_bytes = httpx.get(f"{livepush.base}/blogs/{BLOG}", timeout=5, trust_env=False).content
+        mine = measure(livepush, lambda: livepush.pids, f"livepush-{name}", ())
+    finally:
+        ctx.processes.stop(livepush.process)
+    nginx = Nginx(ctx.processes, ctx.server_cpu, ctx.logs, page_bytes)
+    try:
+        theirs = measure(nginx.running(), lambda: nginx.pids, f"nchan-{name}", ("--server", "nchan"))
+    finally:
+        nginx.close()
+    return {"livepush": mine, "nchan": theirs}
+
+
+def handshakes(ctx: Context, seconds: float) -> dict[str, Any]:
+    """5 000 WebSocket readers connecting at once: handshakes/s and server CPU per handshake."""
+    row = side_by_side(ctx, lambda server, pids, name, extra: connect_storm(ctx, server, pids, 5000, name, extra),
+                       "handshakes-5000")
+    row["ratio_per_s"] = versus(row, "handshakes_per_s")
+    row["ratio_cpu"] = versus(row, "server_cpu_per_handshake_us")
+    ours, theirs = row["livepush"], row["nchan"]
+    log(f"handshakes: livepush {ours['handshakes_per_s']}/s, {ours['server_cpu_per_handshake_us']} µs CPU each; "
+        f"nchan {theirs['handshakes_per_s']}/s, {theirs['server_cpu_per_handshake_us']} µs")
+    return row
+
+
+def storm(ctx: Context, seconds: float) -> dict[str, Any]:
+    """10 000 readers connecting at once: until all are served, and memory per reader."""
+    row = side_by_side(ctx, lambda server, pids, name, extra: connect_storm(ctx, server, pids, 10000, name, extra),
+                       "storm-10000")
+    row["ratio_all_served"] = versus(row, "all_served_s")
+    row["ratio_rss"] = versus(row, "rss_per_reader_kib")
+    log(f"10 000 at once: livepush all served in {row['livepush']['all_served_s']} s "
+        f"({row['livepush']['rss_per_reader_kib']} KiB each), nchan {row['nchan']['all_served_s']} s "
+        f"({row['nchan']['rss_per_reader_kib']} KiB each)")
+    return row
+
+
+def deliveries(ctx: Context, seconds: float) -> dict[str, Any]:
+    """Fan-out: CPU per delivery at 1 000 readers x 20 posts/s; time to last reader at 5 000 x 10/s."""
+    rows: dict[str, Any] = {}
+    for readers, rate in ((1000, 20.0), (5000, 10.0)):
+        row = side_by_side(ctx, functools.partial(_delivery, ctx, readers, rate, seconds),
+                           f"delivery-{readers}-{rate:g}")
+        row["ratio_cpu"] = versus(row, "server_cpu_per_delivery_us")
+        row["ratio_last_reader_p99"] = versus(row, "time_to_last_reader", "p99")
+        rows[f"{readers}x{rate:g}"] = row
+        log(f"delivery {readers} x {rate:g}/s: livepush {row['livepush']['server_cpu_per_delivery_us']} µs per "
+            f"delivery, last reader p99 {row['livepush']['time_to_last_reader']['p99']} ms; nchan "
+            f"{row['nchan']['server_cpu_per_delivery_us']} µs, {row['nchan']['time_to_last_reader']['p99']} ms")
+    return rows
+
+
+def _delivery(ctx: Context, readers: int, rate: float, seconds: float, server: Running,
+              pids: Callable[[], list[int]], name: str, extra: Sequence[str]) -> dict[str, Any]:
+    return delivery(ctx, server, pids, readers, rate, seconds, name, extra)
+
+
+def arrivals(ctx: Context, seconds: float, rate: float = 50.0) -> dict[str, Any]:
+    """Arrivals (page + assets + stream) at 50/s, half of them repeat visits; Nginx + Nchan serving the same page."""
+    row = side_by_side(ctx, lambda server, pids, name, extra: arrivals_run(ctx, server, pids, rate, seconds, name,
+                                                                         extra), "arrivals", page=True)
+    row["ratio_per_core"] = versus(row, "per_core")
+    row["ratio_tti_p50"] = versus(row, "time_to_interactive", "p50")
+    log(f"arrivals at {rate:g}/s offered: livepush {row['livepush']['arrivals_per_s']}/s, "
+        f"{row['livepush']['per_core']} per core, TTI p50 {row['livepush']['time_to_interactive']['p50']} ms; "
+        f"nginx+nchan {row['nchan']['arrivals_per_s']}/s, {row['nchan']['per_core']} per core, "
+        f"TTI p50 {row['nchan']['time_to_interactive']['p50']} ms")
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
@@ -381,7 +521,8 @@ def markdown(report: dict[str, Any]) -> str:
     return ""
 
 
-ROWS: dict[str, Callable[[Context, float], dict[str, Any]]] = {"pages": pages}
+ROWS: dict[str, Callable[[Context, float], dict[str, Any]]] = {
+    "pages": pages, "handshakes": handshakes, "storm": storm, "deliveries": deliveries, "arrivals": arrivals}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 
 EXTRA = "pip install 'livepush[loadtest]'"
-REQUIRED = (("httpx", "httpx"), ("rich", "rich"), ("hdrh", "hdrhistogram"))  # (module, distribution)
+REQUIRED = (("httpx", "httpx"), ("h11", "h11"), ("rich", "rich"), ("hdrh", "hdrhistogram"))  # (module, distribution)
 
 
 def missing_requirements() -> list[str]:

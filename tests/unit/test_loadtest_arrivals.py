@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from server.loadtest.arrivals import arrival_times
-from server.loadtest.browser import freshness
+from server.loadtest.browser import Answer, freshness
 
 
 @pytest.mark.parametrize(("shape", "expected"), [("flat", 200), ("ramp", 100), ("spike", 56)])
@@ -22,8 +21,8 @@ def test_a_spike_packs_its_arrivals_into_the_middle_fifth() -> None:
     assert sum(1 for t in times if 4 <= t < 6) in (40, 41)  # the one due at 4.0 s may fall either side
 
 
-def response(**headers: str) -> httpx.Response:
-    return httpx.Response(200, headers=headers)
+def response(**headers: str) -> Answer:
+    return Answer(200, headers, b"", 0)
 
 
 def test_freshness_follows_cache_control_then_the_last_modified_heuristic() -> None:

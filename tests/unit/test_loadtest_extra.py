@@ -15,7 +15,7 @@ from pathlib import Path
 from server.loadtest import EXTRA, REQUIRED
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCK = "import sys\nfor name in ('httpx', 'rich', 'hdrh'):\n    sys.modules[name] = None\n"
+BLOCK = "import sys\nfor name in ('httpx', 'h11', 'rich', 'hdrh'):\n    sys.modules[name] = None\n"
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -40,7 +40,7 @@ def test_livepush_loadtest_without_the_extra_names_the_install_command() -> None
     """`livepush loadtest` on a plain install exits 2 with `pip install 'livepush[loadtest]'`."""
     result = run_python("from server.cli import main\nraise SystemExit(main(['loadtest', '--readers', '1']))\n")
     assert result.returncode == 2, result.stderr
-    assert EXTRA in result.stderr and "httpx, rich, hdrhistogram" in result.stderr
+    assert EXTRA in result.stderr and "httpx, h11, rich, hdrhistogram" in result.stderr
 
 
 def test_the_extra_lists_what_the_tool_imports_and_the_server_does_not() -> None:
