@@ -62,6 +62,7 @@ from bench.procs import (
     raise_nofile,
     tree,
 )
+from bench.run import raise_listen_backlog, restore_listen_backlog
 from bench.scenarios import BLOG, Context, figures, fresh_server, interpolate, run_tool, sample_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -491,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     ctx = Context(processes, args.server_cpu, args.tool_cpu, logs, results, args.quick)
+    backlog = raise_listen_backlog()
     report: dict[str, Any] = {"date": stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
                               "seconds": seconds, "pinning": {"server": args.server_cpu, "tool": args.tool_cpu},
                               "nginx": _nginx_version(), "load_average_start": load_average(), "rows": {}}
@@ -503,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         processes.stop_all()
+        restore_listen_backlog(backlog)
         report["load_average_end"] = load_average()
         output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     text = markdown(report)
@@ -517,8 +520,69 @@ def _nginx_version() -> str:
     return found.stderr.strip()
 
 
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+    return f"{text} {unit}".strip()
+
+
+def _dig(data: Any, *path: str) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
 def markdown(report: dict[str, Any]) -> str:
-    return ""
+    """The rows as a Markdown table: livepush, the reference measured in the same run, and the ratio."""
+    rows = report["rows"]
+    lines = ["| row | livepush | reference (same run) | ratio |", "| --- | ---: | ---: | ---: |"]
+
+    def add(label: str, ours: Any, theirs: Any, unit: str, ratio_value: Any, reference: str) -> None:
+        lines.append(f"| {label} | {_fmt(ours, unit)} | {_fmt(theirs, unit)} ({reference}) | {_fmt(ratio_value)} |")
+
+    pages = rows.get("pages", {})
+    for key, label in (("cached", "pages/s per core, cached (200)"), ("304", "pages/s per core, 304"),
+                       ("gzip", "pages/s per core, gzip"), ("live", "pages/s per core, blog taking 1 event/s")):
+        row = pages.get(key)
+        if row is None:
+            continue
+        ours = row["livepush"] if isinstance(row["livepush"], str) else row["livepush"]["per_core"]
+        theirs = rows["pages"]["cached"]["nginx"]["per_core"] if key == "live" else row["nginx"]["per_core"]
+        add(label, ours, theirs, "", row.get("ratio_per_core"), "Nginx static" + (", cached" if key == "live" else ""))
+    for key, label in (("handshakes", "5 000 connecting at once"), ("storm", "10 000 connecting at once")):
+        row = rows.get(key)
+        if row is None:
+            continue
+        add(f"handshakes/s, {label}", row["livepush"]["handshakes_per_s"], row["nchan"]["handshakes_per_s"], "",
+            versus(row, "handshakes_per_s"), "Nchan")
+        add(f"server CPU per handshake, {label}", row["livepush"]["server_cpu_per_handshake_us"],
+            row["nchan"]["server_cpu_per_handshake_us"], "µs", versus(row, "server_cpu_per_handshake_us"), "Nchan")
+        add(f"all served, {label}", row["livepush"]["all_served_s"], row["nchan"]["all_served_s"], "s",
+            versus(row, "all_served_s"), "Nchan")
+        add(f"server memory per reader, {label}", row["livepush"]["rss_per_reader_kib"],
+            row["nchan"]["rss_per_reader_kib"], "KiB", versus(row, "rss_per_reader_kib"), "Nchan")
+    for key, row in rows.get("deliveries", {}).items():
+        readers, rate = key.split("x")
+        add(f"server CPU per delivery, {int(readers):,} readers x {rate}/s",
+            row["livepush"]["server_cpu_per_delivery_us"], row["nchan"]["server_cpu_per_delivery_us"], "µs",
+            versus(row, "server_cpu_per_delivery_us"), "Nchan")
+        add(f"time to last reader p99, {int(readers):,} readers x {rate}/s",
+            _dig(row, "livepush", "time_to_last_reader", "p99"), _dig(row, "nchan", "time_to_last_reader", "p99"),
+            "ms", versus(row, "time_to_last_reader", "p99"), "Nchan")
+    row = rows.get("arrivals")
+    if row is not None:
+        reference = "Nginx page + Nchan stream"
+        add(f"arrivals/s per core (page + assets + stream; {row['livepush']['offered_per_s']:g}/s offered)",
+            row["livepush"]["per_core"], row["nchan"]["per_core"], "", versus(row, "per_core"), reference)
+        add("arrivals: server CPU per arrival", row["livepush"]["server_cpu_per_arrival_ms"],
+            row["nchan"]["server_cpu_per_arrival_ms"], "ms", versus(row, "server_cpu_per_arrival_ms"), reference)
+        add("arrivals: time to interactive p50", _dig(row, "livepush", "time_to_interactive", "p50"),
+            _dig(row, "nchan", "time_to_interactive", "p50"), "ms", versus(row, "time_to_interactive", "p50"),
+            reference)
+    return "\n".join(lines)
 
 
 ROWS: dict[str, Callable[[Context, float], dict[str, Any]]] = {
