@@ -62,7 +62,6 @@ from bench.procs import (
     raise_nofile,
     tree,
 )
-from bench.run import raise_listen_backlog, restore_listen_backlog
 from bench.scenarios import BLOG, Context, figures, fresh_server, interpolate, run_tool, sample_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -464,6 +463,21 @@ def arrivals(ctx: Context, seconds: float, rate: float = 50.0) -> dict[str, Any]
     return row
 
 
+def measure(ctx: Context, names: Sequence[str], seconds: float,
+            saved: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
+    """The rows *names*, in order; a row that fails is recorded with its error and the others still run."""
+    rows: dict[str, Any] = {}
+    for name in names:
+        try:
+            rows[name] = ROWS[name](ctx, seconds)
+        except (RuntimeError, OSError, KeyError, httpx.HTTPError) as exc:
+            log(f"{name}: failed: {exc!r}")
+            rows[name] = {"error": repr(exc)}
+        if saved is not None:
+            saved(rows)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
@@ -492,14 +506,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     ctx = Context(processes, args.server_cpu, args.tool_cpu, logs, results, args.quick)
+    from bench.run import raise_listen_backlog, restore_listen_backlog  # bench.run imports this module
+
     backlog = raise_listen_backlog()
     report: dict[str, Any] = {"date": stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
                               "seconds": seconds, "pinning": {"server": args.server_cpu, "tool": args.tool_cpu},
                               "nginx": _nginx_version(), "load_average_start": load_average(), "rows": {}}
     try:
-        for name in wanted:
-            report["rows"][name] = ROWS[name](ctx, seconds)
-            output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        report["rows"] = measure(ctx, wanted, seconds, lambda rows: output.write_bytes(
+            orjson.dumps(report, option=orjson.OPT_INDENT_2)))
     except KeyboardInterrupt:
         log("interrupted: stopping every process started here")
         return 130
@@ -537,7 +552,7 @@ def _dig(data: Any, *path: str) -> Any:
 
 def markdown(report: dict[str, Any]) -> str:
     """The rows as a Markdown table: livepush, the reference measured in the same run, and the ratio."""
-    rows = report["rows"]
+    rows = {name: row for name, row in report["rows"].items() if "error" not in row}
     lines = ["| row | livepush | reference (same run) | ratio |", "| --- | ---: | ---: | ---: |"]
 
     def add(label: str, ours: Any, theirs: Any, unit: str, ratio_value: Any, reference: str) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from bench import profile, table
+from bench import profile, references, table
 from bench.procs import BASELINE_BIN, VARIANTS, Processes, Redis, Variant, load_average, raise_nofile
 from bench.scenarios import Context, idle, ladder, publish
 from server.loadtest.transport_ws import batch_bytes
@@ -63,6 +63,7 @@ class Plan:
         self.bisections = 0 if quick else 2
         self.ladder_seconds = 3.0 if quick else 6.0
         self.profile_seconds = 5.0 if quick else 10.0
+        self.reference_seconds = 5.0 if quick else 10.0
 
 
 BACKLOG_SYSCTLS = ("net/core/somaxconn", "net/ipv4/tcp_max_syn_backlog")
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the server (and its Redis)")
     parser.add_argument("--tool-cpu", type=int, default=1, help="core for the load generator")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument("--no-references", action="store_true",
+                        help="skip the rows beside Nginx and Nginx + Nchan (bench.references)")
     parser.add_argument("--output", type=Path, help="results JSON (default: bench/results/<date>.json)")
     args = parser.parse_args(argv)
 
@@ -242,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             report["variants"][variant.name] = measure_variant(ctx, plan, variant)
             _write(output, report)
+        if not args.no_references:
+            report["references"] = references.measure(ctx, list(references.ROWS), plan.reference_seconds)
         if not args.no_profile and any(v.name == "livepush-memory" for v in variants):
             best = report["variants"].get("livepush-memory", {}).get("ladder", {}).get("max_rate") or 10.0
             log(f"profiles at 5000 readers, {best:g} posts/s")
@@ -259,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         _write(output, report)
     markdown = table.markdown(report["table"]) + "\n\n" + table.floor_markdown(report.get("kernel_floor", {}),
                                                                               report["variants"])
+    if report.get("references"):
+        markdown += "\n\n" + references.markdown({"rows": report["references"]})
     output.with_suffix(".md").write_text(markdown + "\n\n" + profile.text(report.get("profiles", [])) + "\n")
     print()
     print(markdown)
