@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from server.loadtest.console import ms
+from server.loadtest.console import arrivals_line, ms
 from server.loadtest.summary import Percentiles, Summary
 from server.loadtest.svg import PALETTE, Band, Chart, Series, render
 
@@ -48,6 +48,7 @@ def render_report(summary: Summary) -> str:
         "<h2>Connections and deliveries</h2>",
         render(_connected_chart(summary)), render(_churn_chart(summary)), render(_deliveries_chart(summary)),
         render(_cpu_chart(summary)),
+        _arrivals_section(summary),
         "<h2>Correctness</h2>", _checks_table(summary),
         "<h2>Counts</h2>", _counts_table(summary),
         "<h2>Configuration</h2>", _config_table(summary),
@@ -83,9 +84,18 @@ def _percentile_table(summary: Summary) -> str:
             ("time to last reader (per post)", summary.time_to_last_reader),
             ("POST round trip (publisher)", summary.publisher.latency),
             ("connect + handshake (every connection)", summary.handshake)]
+    if summary.arrivals is not None:
+        rows += [("arrivals: page request", summary.arrivals.page),
+                 ("arrivals: time to interactive", summary.arrivals.time_to_interactive)]
     head = "".join(f"<th>{h}</th>" for h in ("", "count", "p50", "p90", "p99", "p99.9", "max", "mean"))
     body = "".join(f"<tr><th>{escape(name)}</th>{_percentile_cells(p)}</tr>" for name, p in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _arrivals_section(summary: Summary) -> str:
+    if summary.arrivals is None:
+        return ""
+    return f"<h2>Arrivals</h2><p>{escape(arrivals_line(summary.arrivals))}</p>"
 
 
 def _percentile_cells(p: Percentiles) -> str:
@@ -169,6 +179,10 @@ def _checks_table(summary: Summary) -> str:
         ("resumes served by a snapshot (history too short)", checks.resume_snapshots, False),
         ("epoch changes", checks.epoch_changes, False),
     ]
+    if summary.arrivals is not None:
+        rows += [("arrivals checked (connected to the end)", summary.arrivals.checked, False),
+                 ("arrivals that raced a post (replayed between page and stream)", summary.arrivals.raced, False),
+                 ("missed by an arrival (acknowledged after its page, never received)", summary.arrivals.missed, True)]
     body = "".join(f'<tr><th>{escape(name)}</th><td class="n{" fail" if must and value else ""}">{value:,}</td></tr>'
                    for name, value, must in rows)
     return f"<table>{body}</table>"

@@ -31,8 +31,9 @@ async def test_arrivals_load_page_and_assets_and_miss_no_event_published_before_
     """10 arrivals over 2 s at 10 posts/s: every stream opens from its page's seq, some raced posts, none missed."""
     server = await start_server()
     await server.create_blog("b1")
-    summary_path = tmp_path / "summary.json"
-    status, output = await run_tool("--url", server.base, "--blog", "b1", *ARRIVAL_ARGS, "--json", str(summary_path))
+    summary_path, report_path = tmp_path / "summary.json", tmp_path / "report.html"
+    status, output = await run_tool("--url", server.base, "--blog", "b1", *ARRIVAL_ARGS, "--json", str(summary_path),
+                                    "--html", str(report_path))
     summary: dict[str, Any] = orjson.loads(summary_path.read_bytes())
     arrivals = summary["arrivals"]
     assert (arrivals["missed"], summary["checks"]["gaps"], summary["checks"]["duplicated"]) == (0, 0, 0), (
@@ -44,6 +45,7 @@ async def test_arrivals_load_page_and_assets_and_miss_no_event_published_before_
     assert arrivals["assets"] > 0  # the widget's script, its modules and the stylesheet
     assert arrivals["time_to_interactive"]["count"] == 10
     assert summary["counts"]["protocol_errors"] == 0
+    assert "<h2>Arrivals</h2>" in report_path.read_text()
 
 
 def skip_first_replayed_event(app: ASGIApp) -> ASGIApp:
