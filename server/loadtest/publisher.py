@@ -72,7 +72,7 @@ class Publisher:
         self.skipped = 0
         self.errors: list[str] = []
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
-        # Nchan: one connection, so writes reach it in the order the tool numbered them.
+        # Nchan: one connection and one write at a time, so writes reach it in the order the tool numbered them.
         connections = 1 if config.nchan else MAX_CONNECTIONS
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         target = config.target
@@ -85,6 +85,7 @@ class Publisher:
         self._live: deque[str] = deque()  # ids of this run's posts not deleted, oldest first
         self._rng = random.Random(f"publisher-{config.seed}")  # noqa: S311 (a simulation, not security)
         self._nchan_seq = 0
+        self._in_order = asyncio.Lock()
 
     async def prepare(self) -> BlogState:
         """Read the blog's seq and epoch, creating the blog first when asked to."""
@@ -199,7 +200,11 @@ class Publisher:
             request = self._client.build_request("DELETE", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}")
             expected = 200
         try:
-            response = await self._client.send(request)
+            if self.config.nchan:
+                async with self._in_order:  # a FIFO lock: Nchan gets the writes in the order they were numbered
+                    response = await self._client.send(request)
+            else:
+                response = await self._client.send(request)
         except httpx.HTTPError as exc:
             self.statuses[0] += 1
             self._note(f"{kind} {number}: {exc!r}")
