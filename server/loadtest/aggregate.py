@@ -47,9 +47,10 @@ class LiveView:
 class Aggregate:
     """Merges Ticks and WorkerResults from every worker."""
 
-    def __init__(self, workers: int, readers: int) -> None:
+    def __init__(self, workers: int, readers: int, arrivals: int = 0) -> None:
         self.workers = workers
         self.readers = readers
+        self.arrivals = arrivals  # scheduled arrivals: they connect too, but are not waited for before publishing
         self.seconds: dict[int, Second] = {}
         self.latency = new_histogram()
         self.posts: dict[int, list[int]] = {}
@@ -120,7 +121,7 @@ class Aggregate:
             p99 = self.latency.get_value_at_percentile(99) / 1000
         cpu = sum(second.cpu.values()) + self.coordinator_cpu.get(index, 0.0)
         return LiveView(
-            second=index, connected=sum(self._connected.values()), readers=self.readers,
+            second=index, connected=sum(self._connected.values()), readers=self.readers + self.arrivals,
             deliveries_per_second=second.counts["deliveries"], deliveries=self.totals["deliveries"],
             p50_ms=p50, p99_ms=p99, errors=self.errors(), violations=self.violations(),
             evicted=self.totals["evicted"], cpu_percent=100 * cpu)

@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 
 from server.loadtest.aggregate import Aggregate, LiveView
+from server.loadtest.arrivals import arrival_times
 from server.loadtest.config import LoadConfig
 from server.loadtest.messages import Command, Drain, Publish, Ready, Report, Start, Stop, Tick, WorkerResult, listen
 from server.loadtest.publisher import Publisher
@@ -53,7 +54,8 @@ class Runner:
         self.progress = progress
         self.run_id = secrets.token_hex(4)
         self.workers = config.worker_count() if config.readers or config.arrivals else 0
-        self.aggregate = Aggregate(self.workers, config.readers)
+        arrivals = len(arrival_times(config.arrivals, config.arrival_shape, config.duration))
+        self.aggregate = Aggregate(self.workers, config.readers, arrivals)
         self.publisher = Publisher(config, self.run_id)
         self._pipes: list[Pipe] = []
         self._processes: list[BaseProcess] = []
