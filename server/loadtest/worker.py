@@ -30,7 +30,7 @@ from server.loadtest.browser import Browser, PageError, Visitor
 from server.loadtest.config import LoadConfig
 from server.loadtest.messages import Command, Drain, Publish, Ready, Start, SteadyReader, Stop, WorkerResult, listen
 from server.loadtest.reader import SimReader, State
-from server.loadtest.stats import WorkerStats, cpu_seconds, peak_rss_mib
+from server.loadtest.stats import HIGHEST_US, LOWEST_US, WorkerStats, cpu_seconds, peak_rss_mib
 from server.loadtest.system import event_loop_factory, raise_fd_limit
 from server.loadtest.transport import CLOSE_TIMEOUT, Connection
 from server.loadtest.transport_sse import SseConnection
@@ -220,7 +220,7 @@ class Worker:
         stats.pages_304 += visit.status == 304
         stats.pages_with_etag += visit.etag
         stats.page_bytes += visit.page_bytes
-        stats.page.record_value(min(max(visit.page_ns // 1000, 1), 60_000_000))
+        stats.page.record_value(min(max(visit.page_ns // 1000, LOWEST_US), HIGHEST_US))
         stats.assets += visit.assets
         stats.assets_304 += visit.assets_304
         stats.assets_cached += visit.assets_cached
