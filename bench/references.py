@@ -144,7 +144,9 @@ class Nginx:
         with httpx.Client(timeout=1, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"nginx exited: {(tmp / 'error.log').read_text()[-500:]}")
+                    error = (tmp / "error.log").read_text()[-500:] if (tmp / "error.log").exists() else ""
+                    self.close()
+                    raise RuntimeError(f"nginx exited: {error}")
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(f"{self.base}/blogs/{BLOG}").status_code == 200:
                         return
