@@ -2,7 +2,7 @@
 
     bash bench/setup_references.sh                # once: nginx, libnginx-mod-nchan and wrk from Debian
     python -m bench.references                    # every row, ~3 minutes (each measurement <= --seconds)
-    python -m bench.references --rows pages       # a subset: pages, handshakes, storm, delivery, arrivals
+    python -m bench.references --rows pages       # a subset: pages, handshakes, storm, deliveries, ladder, arrivals
 
 Nginx runs with a config file of its own in a temporary directory (one worker process, loopback
 port only, `taskset` on the server's core, stopped by process id like every other process here):
@@ -17,7 +17,8 @@ times: below 1 is better):
 - handshakes/s and server CPU per handshake, and 10 000 readers connecting at once, with
   `livepush loadtest` (its `--server nchan` mode against Nchan).
 - deliveries: server CPU per delivery at 1 000 readers x 20 posts/s, and time to last reader at
-  5 000 readers x 10 posts/s, against Nchan.
+  5 000 readers x 10 posts/s, against Nchan; and the highest delivery rate with p99 < 1 s at
+  5 000 readers (posts/s doubled from 4 to 96 until a step fails).
 - arrivals (page + assets + stream) per second with `livepush loadtest --arrivals`; the reference
   serves the page and assets from Nginx and the stream from Nchan.
 
@@ -62,7 +63,7 @@ from bench.procs import (
     raise_nofile,
     tree,
 )
-from bench.scenarios import BLOG, Context, figures, fresh_server, interpolate, run_tool, sample_share
+from bench.scenarios import BLOG, P99_LIMIT_MS, Context, figures, fresh_server, interpolate, run_tool, sample_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
@@ -459,6 +460,37 @@ def deliveries(ctx: Context, seconds: float) -> dict[str, Any]:
     return rows
 
 
+LADDER_RATES = (4.0, 8.0, 16.0, 32.0, 64.0, 96.0)
+
+
+def ladder(ctx: Context, seconds: float, readers: int = 5000) -> dict[str, Any]:
+    """The highest delivery rate with p99 < 1 s at 5 000 readers: posts/s doubled until a step fails."""
+    row = side_by_side(ctx, functools.partial(_ladder, ctx, readers, min(seconds, 6.0)), f"ladder-{readers}")
+    row["ratio_max"] = versus(row, "max_deliveries_per_s")
+    log(f"ladder at {readers} readers: livepush {row['livepush']['max_deliveries_per_s']} deliveries/s with p99 < 1 s,"
+        f" nchan {row['nchan']['max_deliveries_per_s']}")
+    return row
+
+
+def _ladder(ctx: Context, readers: int, seconds: float, server: Running, pids: Callable[[], list[int]], name: str,
+            extra: Sequence[str]) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    for rate in LADDER_RATES:
+        step = delivery(ctx, server, pids, readers, rate, seconds, f"{name}-{rate:g}", extra)
+        p99 = step["latency"]["p99"]
+        step["pass"] = p99 is not None and p99 < P99_LIMIT_MS and step["kept_up"] and step["healthy"]
+        steps.append(step)
+        if not step["pass"]:
+            break
+        best = step
+    return {"readers": readers, "max_rate": best["rate"] if best else None,
+            "max_deliveries_per_s": best["deliveries_per_s"] if best else None,
+            "capped": best is not None and best["rate"] == LADDER_RATES[-1],
+            "steps": [{k: step[k] for k in ("rate", "pass", "deliveries_per_s", "latency", "server_core_share",
+                                            "server_cpu_per_delivery_us", "kept_up")} for step in steps]}
+
+
 def _delivery(ctx: Context, readers: int, rate: float, seconds: float, server: Running,
               pids: Callable[[], list[int]], name: str, extra: Sequence[str]) -> dict[str, Any]:
     return delivery(ctx, server, pids, readers, rate, seconds, name, extra)
@@ -564,6 +596,15 @@ def _dig(data: Any, *path: str) -> Any:
     return data
 
 
+def _ladder_figure(result: dict[str, Any]) -> float | str | None:
+    """The ladder's best rate, or what its first step did when even that failed."""
+    if result.get("max_deliveries_per_s") is not None or not result.get("steps"):
+        return result.get("max_deliveries_per_s")
+    first = result["steps"][0]
+    return (f"none: {first['deliveries_per_s']:,.0f}/s at {first['rate']:g} posts/s, "
+            f"p99 {first['latency']['p99']:,.0f} ms")
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The rows as a Markdown table: livepush, the reference measured in the same run, and the ratio."""
     rows = {name: row for name, row in report["rows"].items() if "error" not in row}
@@ -601,6 +642,12 @@ def markdown(report: dict[str, Any]) -> str:
         add(f"time to last reader p99, {int(readers):,} readers x {rate}/s",
             _dig(row, "livepush", "time_to_last_reader", "p99"), _dig(row, "nchan", "time_to_last_reader", "p99"),
             "ms", versus(row, "time_to_last_reader", "p99"), "Nchan")
+    row = rows.get("ladder")
+    if row is not None:
+        capped = " (the top step)" if row["livepush"].get("capped") else ""
+        add(f"max deliveries/s with p99 < 1 s, {row['livepush']['readers']:,} readers{capped}",
+            _ladder_figure(row["livepush"]), _ladder_figure(row["nchan"]), "", versus(row, "max_deliveries_per_s"),
+            "Nchan")
     row = rows.get("arrivals")
     if row is not None:
         reference = "Nginx page + Nchan stream"
@@ -615,7 +662,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 ROWS: dict[str, Callable[[Context, float], dict[str, Any]]] = {
-    "pages": pages, "handshakes": handshakes, "storm": storm, "deliveries": deliveries, "arrivals": arrivals}
+    "pages": pages, "handshakes": handshakes, "storm": storm, "deliveries": deliveries, "ladder": ladder,
+    "arrivals": arrivals}
 
 
 if __name__ == "__main__":
