@@ -21,9 +21,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from server.admission import Admission, LoopLag
-from server.api.errors import ApiError, from_engine, problem_response
+from server.api.errors import ApiError, LastResort, from_engine, problem_response
 from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
 from server.auth import Authenticator
@@ -130,7 +131,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Mount("/static/demo", StaticFiles(directory=str(IMAGES)), name="demo-images"),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds), Middleware(SecurityHeaders),
-                                                                  _read_cors(settings)],
+                                                                  _read_cors(settings),
+                                                                  Middleware(LastResort, on_error=_record_500)],
                      exception_handlers={
         ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
     })
@@ -180,6 +182,10 @@ def _record(request: Request, status: int) -> None:
         svc.metrics.errors.labels(str(status)).inc()
 
 
+def _record_500(scope: Scope) -> None:
+    _record(Request(scope), 500)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     _record(request, exc.status)
@@ -202,5 +208,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    # Reached only when a middleware outside LastResort fails: without the request id, but still a problem.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(ApiError(500, "internal_error", "something went wrong on our side"))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from server.parsing import ascii_int
+
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
 
@@ -83,7 +85,8 @@ def parse_ttl(text: str) -> int:
     """`90`, `90s`, `15m`, `1h`, `7d` to seconds; ValueError otherwise."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
-    if not number.isdigit() or int(number) <= 0:
+    digits, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    number = ascii_int(digits, max_digits=9)
+    if not number:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 1h, 7d)")
-    return int(number) * units[unit]
+    return number * units[unit]

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from server import wire
 from server.api.errors import ApiError, from_validation
+from server.parsing import DuplicateKey, ascii_int, no_duplicate_keys
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,8 +31,8 @@ async def read_body(request: Request, limit: int, time_limit: float) -> bytes:
     arrived within *time_limit* seconds (a slow-body client must not hold a connection and a task for ever)."""
     if not _is_json(request.headers.get("content-type", "")):
         raise ApiError(415, "not_json", "send the body as application/json (UTF-8)", field="Content-Type")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_int(request.headers.get("content-length", ""), max_digits=18)
+    if declared is not None and declared > limit:
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -49,21 +50,6 @@ async def read_body(request: Request, limit: int, time_limit: float) -> bytes:
     return b"".join(chunks)
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _DuplicateKey(key)
-        found[key] = value
-    return found
-
-
 def parse_json(raw: bytes) -> dict[str, Any]:
     """Strict JSON object: 400 when malformed (also NaN, numbers out of range, bad UTF-8, lone surrogates,
     deep nesting, and a key given twice: parsers disagree on which one wins, so neither does)."""
@@ -74,8 +60,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
     try:
-        json.loads(raw, object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as exc:
+        json.loads(raw, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
         raise ApiError(400, "duplicate_key", f"the key {exc.key!r} appears twice in one object",
                        field=exc.key) from None
     except (ValueError, RecursionError) as exc:  # orjson accepted it; the stdlib parser is only stricter on depth

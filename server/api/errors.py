@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import wire
 from server.engine import (
@@ -22,6 +24,7 @@ from server.engine import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("livepush")
 
 _TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
@@ -96,3 +99,37 @@ def from_engine(exc: EngineError) -> ApiError:
         return ApiError(503, "engine_unavailable", "storage is unreachable; nothing was written, retry later",
                         headers={"Retry-After": "2"})
     return ApiError(500, "engine_error", "the engine refused the request")
+
+
+class LastResort:
+    """ASGI middleware, innermost: an exception no handler took becomes a 500 problem, logged once.
+
+    Starlette answers such an exception from its outermost middleware, outside every other one, so
+    that 500 had neither the security headers nor the request id (and uvicorn logged the traceback
+    a second time). Here the answer passes back through them like any other response.
+    """
+
+    def __init__(self, app: ASGIApp, on_error: Callable[[Scope], None] | None = None) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if self.on_error is not None:
+                self.on_error(scope)
+            if not started:  # else the response is half-written: uvicorn closes the connection
+                response = problem_response(ApiError(500, "internal_error", "something went wrong on our side"))
+                await response(scope, receive, send)

@@ -36,6 +36,7 @@ from server.model import (
     is_slug,
 )
 from server.newsroom import scoped_idempotency
+from server.parsing import ascii_int
 from server.paging import BadCursor, Order, decode_cursor
 from server.services import services
 
@@ -137,10 +138,10 @@ def _if_match(request: Request) -> int | None:
     value = request.headers.get("if-match")
     if value is None or value.strip() == "*":
         return None
-    tag = value.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 15:
+    version = ascii_int(value.split(",")[0].strip().removeprefix("W/").strip('"'))
+    if version is None:
         raise ApiError(400, "bad_if_match", 'If-Match must be a post version such as "3" (or *)', field="If-Match")
-    return int(tag)
+    return version
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -160,9 +161,10 @@ def _query_int(request: Request, name: str, default: int | None, low: int, high:
         if default is None:
             raise ApiError(422, "invalid_field", f"{name} is required", field=name)
         return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 16) or not low <= int(raw) <= high:
+    number = ascii_int(raw)
+    if number is None or not low <= number <= high:
         raise ApiError(422, "invalid_field", f"{name} must be an integer from {low} to {high}", field=name)
-    return int(raw)
+    return number
 
 
 def _order(request: Request) -> Order:

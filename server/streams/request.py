@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
+from server.parsing import ascii_int
+
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 BAD_EVENT_ID = "Last-Event-ID must be the id of an event sent here (epoch:seq, or a bare seq)"
 
@@ -43,11 +45,11 @@ def parse_stream_request(connection: HTTPConnection, last_event_id: str | None =
             raise BadStreamRequest("Last-Event-ID", BAD_EVENT_ID)
     since = None
     if raw_since:
-        if not raw_since.isdigit() or len(raw_since) > 15:
+        since = ascii_int(raw_since)
+        if since is None:
             if from_header:  # name what the client sent, though it means the same as since
                 raise BadStreamRequest("Last-Event-ID", BAD_EVENT_ID)
             raise BadStreamRequest("since", "since must be a non-negative integer seq")
-        since = int(raw_since)
     if epoch is not None and not _is_epoch(epoch):
         raise BadStreamRequest("epoch", "epoch must be the epoch string the server sent")
     conflate = connection.query_params.get("conflate", "0")
