@@ -18,8 +18,10 @@ socket and a file descriptor for ever; and it puts no bound on the size of reque
   or the connection is reset (closing would wait for a peer that does not read). A client that asks
   and never reads holds at most one response's buffer, for at most that long.
 
-A request that is not valid HTTP (a CR or an escape inside a header, a bad request line) gets
-400 problem+json naming what the parser found, where uvicorn answers in plain text.
+A request that is not valid HTTP (a CR or an escape inside a header, a bad request line, a
+malformed chunked body: an unknown transfer coding, a chunk size overflow, LF-only chunk lines)
+gets 400 problem+json naming what the parser found, where uvicorn answers in plain text (or, once
+the app had started reading the body, closed the connection without an answer).
 
 A body the app does read has its own deadline in `server.api.body` (408 problem+json). The
 timeouts come from the settings of the app this connection serves (its lifespan state), so the
@@ -211,8 +213,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         self._refused = True
         if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # a response is half-written: nothing can be added to it
-            return
+            if self.cycle.response_started:
+                self.transport.close()  # a response is half-written: nothing can be added to it
+                return
+            # The body is malformed (bad chunk framing) while the app waits for it: the app sees a
+            # disconnect, whatever it answers goes nowhere, and the client gets this answer instead.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
         body = wire.dumps({"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail,
                            "code": code})
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]

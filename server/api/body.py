@@ -8,7 +8,7 @@ import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from server import wire
 from server.api.errors import ApiError, from_validation
@@ -43,6 +43,10 @@ async def read_body(request: Request, limit: int, time_limit: float) -> bytes:
                 if size > limit:
                     raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
                 chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone, or its body was malformed (server.http_limits answers 400 itself): this answer goes nowhere.
+        raise ApiError(400, "body_incomplete", "the body ended before it was complete; nothing was changed",
+                       field="body") from None
     except TimeoutError:
         # The rest of the body may still be on its way: close rather than parse it as the next request.
         raise ApiError(408, "body_timeout", f"the body did not arrive within {time_limit:g}s; nothing was changed",

@@ -154,6 +154,24 @@ async def test_a_body_that_never_finishes_gets_408_and_changes_nothing(server: L
         await assert_unchanged(server)
 
 
+@pytest.mark.parametrize(("framing", "body"), [
+    (b"Transfer-Encoding: xchunked\r\n", b'10\r\n{"headline": "x"}\r\n0\r\n\r\n'),
+    (b"Transfer-Encoding: chunked\r\n", b"ffffffffffffffffffff\r\n" + b"a" * 64 + b"\r\n0\r\n\r\n"),
+    (b"Transfer-Encoding: chunked\r\n", b'10\n{"headline": "x"}\n0\n\n'),
+], ids=["xchunked", "huge_chunk_size", "lf_only"])
+async def test_a_malformed_chunked_body_gets_400_and_changes_nothing(server: LiveServer, framing: bytes,
+                                                                     body: bytes) -> None:
+    """The app is already waiting for the body when its framing turns out wrong: the client still gets 400
+    problem+json naming what the parser found (not a closed connection), and nothing is written."""
+    async with Raw.open(server) as raw:
+        await raw.send(POST_HEAD + framing + b"\r\n" + body)
+        status, headers, problem = parse_response(await raw.until_closed())
+        assert status == 400 and headers["content-type"] == PROBLEM.decode() and headers["connection"] == "close"
+        assert problem["code"] == "malformed_request" and "not valid HTTP" in problem["detail"]
+    assert (await server.http.get("/healthz")).status_code == 200
+    await assert_unchanged(server)
+
+
 async def test_a_body_nobody_reads_must_still_arrive_in_time(server: LiveServer) -> None:
     """Refused before its body was read (401), a request that dribbles the rest of its body is closed."""
     async with Raw.open(server) as raw:
