@@ -12,7 +12,10 @@ const DROPPED = new Set(["script", "style", "template", "iframe", "object", "emb
 function allowed(tag, name, value) {
   if (!(ATTRIBUTES[tag] || []).includes(name)) return false;
   if (["width", "height", "start"].includes(name)) return /^[0-9]{1,4}$/.test(value);
-  if (name === "src") return value.startsWith("https://") || (value.startsWith("/") && !value.startsWith("//"));
+  if (name === "src") {  // browsers drop tabs and line breaks from URLs and read "\\" as "/": "/\\host" is "//host"
+    if (/[\u0000-\u001f\u007f\\]/.test(value)) return false;
+    return value.startsWith("https://") || (value.startsWith("/") && !value.startsWith("//"));
+  }
   if (name === "href") return linkable(value);
   return true;
 }

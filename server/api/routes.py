@@ -36,8 +36,8 @@ from server.model import (
     is_slug,
 )
 from server.newsroom import scoped_idempotency
-from server.parsing import ascii_int
 from server.paging import BadCursor, Order, decode_cursor
+from server.parsing import ascii_int
 from server.services import services
 
 Handler = Callable[[Request], Awaitable[Response]]
