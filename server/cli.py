@@ -70,7 +70,11 @@ def _token(settings: Settings, blogs: list[str], ttl: str, subject: str | None) 
     except ValueError as exc:
         print(f"livepush: --ttl: {exc}", file=sys.stderr)
         return 2
-    print(mint_token(settings.jwt_secret, blogs, seconds, subject, settings.jwt_audience))
+    try:
+        print(mint_token(settings.jwt_secret, blogs, seconds, subject, settings.jwt_audience))
+    except ValueError as exc:
+        print(f"livepush: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import warnings
@@ -117,6 +118,54 @@ async def test_more_bad_scoped_tokens_are_401(server: LiveServer, blog: dict[str
         assert response.status_code == 401, case
         assert_problem(response, 401, "Authorization")
     await assert_unchanged(server, blog)
+
+
+def _signed(payload: bytes) -> str:
+    """A token over *payload* exactly as written, signed right (so only the claims can be to blame)."""
+    import jwt
+
+    return jwt.api_jws.PyJWS().encode(payload, JWT_SECRET, algorithm="HS256")
+
+
+def _claims(**changes: Any) -> bytes:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": "desk", "aud": "livepush", "iat": now, "exp": now + 3600, "blogs": ["b1"]}
+    return json.dumps({**claims, **changes}).encode()  # the stdlib: it writes 10**30 as digits
+
+
+@pytest.mark.parametrize("payload", [
+    # The first `blogs` names another blog; a last-wins reader would let this token write b1.
+    _claims(blogs=["other"])[:-1] + b',"blogs":["b1"]}',
+    _claims(exp=str(int(time.time()) + 3600)),
+    _claims(exp=1e300),
+    _claims(exp=10**30),
+    _claims(iat=float(int(time.time()))),
+    _claims(exp=int(time.time()) + 2 * 366 * 86400),
+    _claims(sub="admin"),
+    _claims(sub="Admin "),
+    _claims(sub=""),
+], ids=["duplicate_blogs", "exp_as_string", "exp_1e300", "exp_10e30", "iat_as_float", "two_years", "sub_admin",
+        "sub_Admin", "sub_empty"])
+async def test_scoped_tokens_with_ambiguous_or_unbounded_claims_are_401(server: LiveServer, blog: dict[str, Any],
+                                                                       payload: bytes) -> None:
+    """Signed with the right secret, yet refused: a claim given twice, a time that is not whole seconds or
+    never ends, or the admin's own subject (whose idempotency results, rate bucket and log name are its own)."""
+    response = await server.publish(headers=server.auth(_signed(payload)))
+    assert_problem(response, 401, "Authorization")
+    await assert_unchanged(server, blog)
+    assert (await server.publish(headers=server.auth(_signed(_claims())))).status_code == 201  # the control
+
+
+def test_livepush_token_refuses_the_admin_subject_and_endless_lifetimes() -> None:
+    from server.cli import main
+
+    env = {"LIVEPUSH_JWT_SECRET": JWT_SECRET}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert main(["token", "--blog", "b1", "--subject", "admin"]) == 2
+        assert main(["token", "--blog", "b1", "--ttl", "400d"]) == 2
+        assert main(["token", "--blog", "b1", "--ttl", "²"]) == 2
 
 
 @pytest.mark.parametrize(("header", "status"), [
