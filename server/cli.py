@@ -2,7 +2,8 @@
 
 `loadtest` simulates readers against any livepush server (server.loadtest).
 `serve` validates the settings first (a bad variable stops it with a message naming it), prints
-where to look and the admin token, then runs uvicorn with the settings this traffic wants:
+where to look and the admin token (only one generated for this run: stdout is the platform's
+log), then runs uvicorn with the settings this traffic wants:
 uvloop and httptools with read limits (server.http_limits), no permessage-deflate (every reader
 gets the same bytes), small incoming WebSocket messages.
 """
@@ -94,8 +95,12 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     if settings.demo:
         print(f"  demo blog     {base}/blogs/{DEMO_BLOG_ID}", flush=True)
     print(f"  newsroom      {base}/newsroom\n  API           {base}/openapi.json", flush=True)
-    origin = "generated for this run" if settings.admin_token_generated else "from LIVEPUSH_ADMIN_TOKEN"
-    print(f"  admin token   {settings.admin_token}  ({origin})", flush=True)
+    # stdout goes to the platform's logs (Procfile): a token the operator chose is never written there.
+    if settings.admin_token_generated:
+        print(f"  admin token   {settings.admin_token}  (generated for this run; set LIVEPUSH_ADMIN_TOKEN to "
+              "choose one)", flush=True)
+    else:
+        print("  admin token   from LIVEPUSH_ADMIN_TOKEN (not shown)", flush=True)
     uvicorn.run(
         "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         loop="auto", http=LimitedHttpProtocol, ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
