@@ -46,7 +46,6 @@ _WS = "\\t\\n\\f\\r "
 _ATTRIBUTE = rf"""[^{_WS}/>][^{_WS}/>=]*+(?:[{_WS}]*+=[{_WS}]*+(?:"[^"]*+"|'[^']*+'|[^{_WS}>]*+))?+"""
 _TAG = re.compile(rf"<(/?)([A-Za-z][^{_WS}/>]*+)((?>[{_WS}/]++|{_ATTRIBUTE})*+)")
 _ATTRIBUTES = re.compile(_ATTRIBUTE)
-_TAG_START = re.compile("</?[A-Za-z]")
 
 
 class MarkupTooComplex(ValueError):
@@ -55,10 +54,10 @@ class MarkupTooComplex(ValueError):
 
 def check_markup(html: str) -> None:
     """Raise MarkupTooComplex when *html* is beyond the bounds above; linear in its length."""
-    if len(_TAG_START.findall(html)) > MAX_TAGS:  # counted at C speed before the loop below
-        raise MarkupTooComplex(f"must have at most {MAX_TAGS} tags")
     scan = _OpenElements()
-    for tag in _TAG.finditer(html):
+    for count, tag in enumerate(_TAG.finditer(html), 1):
+        if count > MAX_TAGS:
+            raise MarkupTooComplex(f"must have at most {MAX_TAGS} tags")
         closing, name, attributes = tag.groups()
         # Each attribute but the last takes two characters or more: a short tag cannot have too many.
         if len(attributes) >= 2 * MAX_ATTRIBUTES and _too_many_attributes(attributes):
