@@ -29,7 +29,7 @@ async def serve(env: dict[str, str]) -> AsyncIterator[tuple[str, str]]:
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "LIVEPUSH_DEMO": "0", **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert process.stdout is not None
-    printed = []
+    printed: list[str] = []
     try:
         async with asyncio.timeout(20):
             while not printed or "admin token" not in printed[-1]:
