@@ -161,7 +161,7 @@ def _query_int(request: Request, name: str, default: int | None, low: int, high:
         if default is None:
             raise ApiError(422, "invalid_field", f"{name} is required", field=name)
         return default
-    number = ascii_int(raw)
+    number = ascii_int(raw, max_digits=len(str(high)))
     if number is None or not low <= number <= high:
         raise ApiError(422, "invalid_field", f"{name} must be an integer from {low} to {high}", field=name)
     return number
