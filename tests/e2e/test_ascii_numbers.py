@@ -122,7 +122,8 @@ TEXT = st.one_of(st.text(max_size=24), st.sampled_from(UNICODE_DIGITS), st.from_
 # Any byte a client can put in a header value (an HTTP client refuses control characters itself).
 HEADER = st.one_of(st.binary(max_size=24).map(lambda raw: bytes(c for c in raw if c == 9 or 32 <= c != 127).strip()),
                    st.sampled_from([b"\xb2", b'"\xb2"', b'W/"\xb9"', b'"\xd9\xa3"']))
-QUERIES = ["/api/blogs/b1/events?since={}", "/api/blogs/b1/posts?limit={}", "/sse/blogs/b1?since={}",
+QUERIES = ["/api/blogs/b1/events?since={}", "/api/blogs/b1/events?since=0&limit={}",
+           "/api/blogs/b1/events?since=1&epoch={}", "/api/blogs/b1/posts?limit={}", "/sse/blogs/b1?since={}",
            "/sse/blogs/b1?since=1&epoch={}"]
 
 
