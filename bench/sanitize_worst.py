@@ -11,14 +11,25 @@ comments, entities and plain text. A realistic long post is the yardstick. The t
 the best of `--repeat` runs of `sanitize_html` (the pre-scan included), in milliseconds; the
 figure to quote is the worst accepted shape. The second table shows the reports in the issue
 (8 s of a blocked event loop each before the bounds) refused by the pre-scan.
+
+With `--served`, it also starts `livepush serve` on a free port, publishes the worst accepted
+shape a few times, and polls `/healthz` meanwhile: the slowest `/healthz` answer shows whether
+the event loop waited for the sanitizer (it validates large bodies in a worker thread).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
+import httpx
+
+from bench.procs import free_port
 from server.markup import MAX_ATTRIBUTES, MAX_DEPTH, MAX_REOPENED, MAX_TAGS, MarkupTooComplex, check_markup
 from server.model import MAX_BODY_BYTES
 from server.sanitize import sanitize_html
@@ -102,9 +113,53 @@ def best_of(repeat: int, body: str) -> float:
     return min(times) * 1000
 
 
+async def served(body: str, publishes: int = 5) -> None:
+    """Publish *body* to a real `livepush serve` while polling /healthz; print both latencies."""
+    port, token = free_port(), "bench-admin-token-0123456789"
+    env = {**os.environ, "LIVEPUSH_ADMIN_TOKEN": token, "LIVEPUSH_DEMO": "0", "LIVEPUSH_LOG_LEVEL": "warning",
+           "LIVEPUSH_WRITE_RATE": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                     headers={"Authorization": f"Bearer {token}"}) as client:
+            for _ in range(200):
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+            await client.post("/api/blogs", json={"id": "bench", "title": "Bench"})
+            quiet = [await _healthz(client) for _ in range(50)]
+            publish_ms: list[float] = []
+            busy: list[float] = []
+            for _ in range(publishes):
+                started = time.perf_counter()
+                post = client.post("/api/blogs/bench/posts", json={"headline": "x", "body": body})
+                publish = asyncio.create_task(post)
+                while not publish.done():
+                    busy.append(await _healthz(client))
+                response = await publish
+                assert response.status_code in (201, 422), response.text[:200]
+                publish_ms.append((time.perf_counter() - started) * 1000)
+        print(f"served: publish {max(publish_ms):.1f} ms at worst; /healthz at worst {max(quiet):.1f} ms idle, "
+              f"{max(busy):.1f} ms during the publishes ({len(busy)} polls)")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _healthz(client: httpx.AsyncClient) -> float:
+    started = time.perf_counter()
+    await client.get("/healthz")
+    return (time.perf_counter() - started) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--served", action="store_true", help="also publish the worst shape to livepush serve")
     args = parser.parse_args()
     print(f"bounds: depth {MAX_DEPTH}, {MAX_TAGS} tags, {MAX_ATTRIBUTES} attributes per tag, "
           f"input {INPUT_LIMIT // 1024} KiB\n")
@@ -117,6 +172,9 @@ def main() -> None:
         worst = max(worst, (name, elapsed), key=lambda item: item[1])
         print(f"{name:58} {len(body) // 1024:5d} {elapsed:8.1f}")
     print(f"\nworst accepted: {worst[0]}: {worst[1]:.1f} ms\n")
+    if args.served:
+        asyncio.run(served(SHAPES[worst[0]]()))
+        print()
     print(f"{'refused shape':58} {'KiB':>5} {'ms':>8}  reason")
     for name, body in REFUSED.items():
         started = time.perf_counter()

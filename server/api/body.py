@@ -79,14 +79,18 @@ def parse_json(raw: bytes) -> dict[str, Any]:
 async def read_model(request: Request, model: type[M], limit: int, time_limit: float) -> tuple[M, dict[str, Any]]:
     """Read, parse and validate the body as *model*; also return the parsed JSON.
 
-    Validating a large body sanitizes its HTML (tens of milliseconds at worst, see server.sanitize):
-    that runs in a worker thread, so the event loop keeps serving every stream meanwhile.
+    Validating a large body sanitizes its HTML (tens of milliseconds at worst, see server.markup):
+    parsing and validating it run in a worker thread, so the event loop keeps serving meanwhile.
     """
     raw = await read_body(request, limit, time_limit)
+    if len(raw) > VALIDATE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(_parse_and_validate, raw, model)
+    return _parse_and_validate(raw, model)
+
+
+def _parse_and_validate(raw: bytes, model: type[M]) -> tuple[M, dict[str, Any]]:
     data = parse_json(raw)
     try:
-        if len(raw) > VALIDATE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(model.model_validate, data), data
         return model.model_validate(data), data
     except ValidationError as exc:
         raise from_validation(exc) from None
