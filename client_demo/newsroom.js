@@ -87,7 +87,13 @@ class Desk {
   }
 
   async loadBlogs(wanted) {
-    const { blogs } = await api("/api/blogs");
+    const blogs = [];
+    let cursor = null;
+    do {  // the list comes a page at a time; the console offers every blog
+      const page = await api(`/api/blogs?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      blogs.push(...page.blogs);
+      cursor = page.next;
+    } while (cursor);
     this.picker.replaceChildren(...blogs.map((blog) => h("option", { value: blog.id }, this.label(blog))));
     byId("nr-new-blog").open = blogs.length === 0;
     const chosen = blogs.find((blog) => blog.id === wanted) || blogs[0];

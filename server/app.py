@@ -31,7 +31,7 @@ from server.auth import Authenticator
 from server.canary import Canary
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
-from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError
+from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits
 from server.feed import Feeds
 from server.headers import SecurityHeaders
 from server.hub import CLOSE_RESTARTING, Hub
@@ -55,13 +55,15 @@ log = logging.getLogger("livepush")
 
 def make_engine(settings: Settings) -> Engine:
     """The engine the settings ask for: Redis when REDIS_URL is set, else the in-process one."""
+    limits = Limits(history_size=settings.history_size, history_bytes=settings.history_bytes,
+                    posts_per_blog=settings.max_posts_per_blog, blogs=settings.max_blogs)
     if settings.redis_url:
         from server.engine.redis import RedisEngine
 
-        return RedisEngine(settings.redis_url, history_size=settings.history_size)
+        return RedisEngine(settings.redis_url, limits)
     from server.engine.memory import MemoryEngine
 
-    return MemoryEngine(history_size=settings.history_size)
+    return MemoryEngine(limits)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
@@ -83,7 +85,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         admission = Admission(settings.max_streams, settings.max_streams_per_address, settings.max_loop_lag,
                               lambda: loop_lag.lag)
         feeds = Feeds(engine, hub, relay, settings.snapshot_size,
-                      min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4))
+                      min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4),
+                      cache_bytes=settings.snapshot_cache_bytes)
         metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag)
         svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
                        newsroom=Newsroom(engine), metrics=metrics,

@@ -18,7 +18,8 @@ against the reader's byte bound) until the last chunk, then step 4 runs. So a re
 back costs the server one chunk at a time, however long the history and however slow the reader.
 
 Snapshots are encoded once per (blog, epoch, seq) and shared by every reader that connects
-while the blog stands still, and resumes share history reads: a reader whose `since` is covered
+while the blog stands still (a cache of the latest snapshot per blog, least recently used first
+out once its encoded bytes pass `cache_bytes`), and resumes share history reads: a reader whose `since` is covered
 by a read already under way for its blog joins it instead of reading again. That is what absorbs
 a reconnect storm (thousands of readers resuming at about the same seq after a deploy).
 """
@@ -26,6 +27,7 @@ a reconnect storm (thousands of readers resuming at about the same seq after a d
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from server import wire
@@ -102,13 +104,13 @@ class Feeds:
     """Opens and closes readers' feeds for the stream endpoints."""
 
     def __init__(self, engine: Engine, hub: Hub, relay: Relay, snapshot_size: int,
-                 chunk_bytes: int = HISTORY_CHUNK_BYTES) -> None:
+                 chunk_bytes: int = HISTORY_CHUNK_BYTES, *, cache_bytes: int = 16 << 20) -> None:
         self._engine = engine
         self._chunk_bytes = chunk_bytes  # a replay's chunks count against the reader's bound: keep them under it
         self._hub = hub
         self._relay = relay
         self._snapshot_size = snapshot_size
-        self._snapshots: dict[str, Frame] = {}
+        self._snapshots = _SnapshotCache(cache_bytes)
         self._reading: dict[str, asyncio.Future[Frame]] = {}
         self._history_reads: dict[tuple[str, str | None], _HistoryRead] = {}
         self.snapshots_encoded = 0
@@ -211,5 +213,53 @@ class Feeds:
         future.set_result(frame)
         cached = self._snapshots.get(blog_id)
         if cached is None or cached.epoch != frame.epoch or cached.seq < frame.seq:
-            self._snapshots[blog_id] = frame
+            self._snapshots.put(blog_id, frame)
         return frame
+
+    @property
+    def cached_snapshots(self) -> tuple[int, int]:
+        """(snapshots cached, their encoded bytes)."""
+        return len(self._snapshots), self._snapshots.bytes
+
+
+class _SnapshotCache:
+    """The latest snapshot of each blog, least recently used evicted first once over *limit* bytes.
+
+    Bounded by bytes rather than by count: a snapshot is 20 small posts or 200 posts of 64 KB, so
+    a count says little about memory. A frame is charged twice its JSON: the JSON, and the
+    WebSocket frame its first reader computes and the frame keeps (an SSE reader adds as much
+    again). Evicting costs one engine read on the blog's next connection; a blog with readers
+    connecting is touched on each and stays in.
+    """
+
+    __slots__ = ("_frames", "bytes", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._frames: OrderedDict[str, Frame] = OrderedDict()
+        self.limit = limit
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(self, blog_id: str) -> Frame | None:
+        frame = self._frames.get(blog_id)
+        if frame is not None:
+            self._frames.move_to_end(blog_id)
+        return frame
+
+    def put(self, blog_id: str, frame: Frame) -> None:
+        old = self._frames.pop(blog_id, None)
+        if old is not None:
+            self.bytes -= _cost(old)
+        if _cost(frame) > self.limit:
+            return
+        self._frames[blog_id] = frame
+        self.bytes += _cost(frame)
+        while self.bytes > self.limit:
+            _, evicted = self._frames.popitem(last=False)
+            self.bytes -= _cost(evicted)
+
+
+def _cost(frame: Frame) -> int:
+    return 2 * len(frame.data)

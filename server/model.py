@@ -253,6 +253,7 @@ class Post(BaseModel):
 
 class BlogList(BaseModel):
     blogs: list[Blog]
+    next: str | None = Field(description="cursor for the next page (pass it as `cursor`); null on the last page")
 
 
 class PostPage(BaseModel):

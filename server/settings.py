@@ -32,7 +32,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     history_size: int = 1000
+    history_bytes: int = 4 << 20
+    max_posts_per_blog: int = 10_000
+    max_blogs: int = 10_000
     snapshot_size: int = 20
+    snapshot_cache_bytes: int = 16 << 20
     max_body_bytes: int = 256 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -86,7 +90,11 @@ class Settings:
             host=reader.text("HOST") or "127.0.0.1",
             port=reader.integer("PORT", 8000, low=0, high=65535),
             history_size=reader.integer("LIVEPUSH_HISTORY_SIZE", 1000, low=1000, high=1_000_000),
+            history_bytes=reader.integer("LIVEPUSH_HISTORY_BYTES", 4 << 20, low=64 * 1024, high=1 << 30),
+            max_posts_per_blog=reader.integer("LIVEPUSH_MAX_POSTS_PER_BLOG", 10_000, low=0, high=10_000_000),
+            max_blogs=reader.integer("LIVEPUSH_MAX_BLOGS", 10_000, low=0, high=10_000_000),
             snapshot_size=reader.integer("LIVEPUSH_SNAPSHOT_SIZE", 20, low=1, high=200),
+            snapshot_cache_bytes=reader.integer("LIVEPUSH_SNAPSHOT_CACHE_BYTES", 16 << 20, low=0, high=1 << 32),
             max_body_bytes=reader.integer("LIVEPUSH_MAX_BODY_BYTES", 256 * 1024, low=1024, high=16 * 1024 * 1024),
             header_timeout=reader.number("LIVEPUSH_HEADER_TIMEOUT", 10.0, low=0.5, high=600.0),
             body_timeout=reader.number("LIVEPUSH_BODY_TIMEOUT", 30.0, low=0.5, high=3600.0),

@@ -20,6 +20,7 @@ from server.engine import (
     IdempotencyMismatch,
     OutcomeUnknown,
     PostNotFound,
+    QuotaExceeded,
     StaleVersion,
 )
 
@@ -44,7 +45,8 @@ class ApiError(Exception):
     """Raised by handlers; turned into a problem response by `problem_response`."""
 
     def __init__(self, status: int, code: str, detail: str, *, field: str | None = None,
-                 errors: Sequence[Mapping[str, str]] = (), headers: Mapping[str, str] | None = None) -> None:
+                 errors: Sequence[Mapping[str, str]] = (), headers: Mapping[str, str] | None = None,
+                 extensions: Mapping[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
@@ -52,6 +54,7 @@ class ApiError(Exception):
         self.field = field
         self.errors = list(errors)
         self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
 
 
 def problem_response(error: ApiError) -> Response:
@@ -61,6 +64,7 @@ def problem_response(error: ApiError) -> Response:
         body["field"] = error.field
     if error.errors:
         body["errors"] = error.errors
+    body.update(error.extensions)
     return Response(wire.dumps(body), error.status, headers=error.headers, media_type=PROBLEM_JSON)
 
 
@@ -87,6 +91,8 @@ def from_engine(exc: EngineError) -> ApiError:
         return ApiError(409, "blog_exists", f"a blog with id {exc} exists already", field="id")
     if isinstance(exc, BlogEnded):
         return ApiError(409, "blog_ended", "this live blog has ended and accepts no new posts", field="status")
+    if isinstance(exc, QuotaExceeded):
+        return _quota(exc)
     if isinstance(exc, StaleVersion):
         return ApiError(412, "stale_version", f"If-Match is stale: the post is at version {exc.current}",
                         field="If-Match", headers={"ETag": f'"{exc.current}"'})
@@ -133,3 +139,16 @@ class LastResort:
             if not started:  # else the response is half-written: uvicorn closes the connection
                 response = problem_response(ApiError(500, "internal_error", "something went wrong on our side"))
                 await response(scope, receive, send)
+
+
+_QUOTAS = {
+    "posts_per_blog": ("too_many_posts", "LIVEPUSH_MAX_POSTS_PER_BLOG",
+                       "this blog holds {limit} posts, the most allowed; delete posts or start another blog"),
+    "blogs": ("too_many_blogs", "LIVEPUSH_MAX_BLOGS", "{limit} blogs exist, the most allowed on this server"),
+}
+
+
+def _quota(exc: QuotaExceeded) -> ApiError:
+    """409: a quota is full. Not a 5xx, which tools retry: the same request fails until an operator acts."""
+    code, setting, detail = _QUOTAS[exc.quota]
+    return ApiError(409, code, detail.format(limit=exc.limit), extensions={"limit": setting, "max": exc.limit})

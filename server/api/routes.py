@@ -45,6 +45,7 @@ MAX_PAGE = 100
 EVENTS_PAGE = 100  # events per /events page by default
 MAX_EVENTS_PAGE = 1000
 EVENTS_PAGE_BYTES = 1024 * 1024  # a page also stops at about this many bytes of events (at least one event)
+BLOG_PAGE = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,7 @@ def _idempotency_key(request: Request) -> str | None:
 
 def _query_int(request: Request, name: str, default: int | None, low: int, high: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:  # present but empty (`?limit=`) is not a number: 422 like any other
         if default is None:
             raise ApiError(422, "invalid_field", f"{name} is required", field=name)
         return default
@@ -192,8 +193,13 @@ async def session(request: Request) -> Response:
 
 
 async def list_blogs(request: Request) -> Response:
-    blogs = await services(request).engine.list_blogs()
-    return json_response({"blogs": [wire.blog_json(blog) for blog in sorted(blogs, key=lambda b: b.id)]})
+    """One page of blogs in id order; `next` is the cursor of the following page (the page's last id)."""
+    limit = _query_int(request, "limit", BLOG_PAGE, 1, MAX_PAGE)
+    cursor = request.query_params.get("cursor") or None
+    if cursor is not None and not is_slug(cursor):
+        raise ApiError(422, "invalid_field", "cursor is not a cursor from this server", field="cursor")
+    page = await services(request).engine.list_blogs(limit, cursor)
+    return json_response({"blogs": [wire.blog_json(blog) for blog in page.blogs], "next": page.next})
 
 
 async def create_blog(request: Request) -> Response:
@@ -345,7 +351,12 @@ IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/session", session, "Who this token is and which blogs it may write", 200, Session,
               None, (401, 429), auth=True, tag="auth"),
-    Operation("GET", "/api/blogs", list_blogs, "List blogs", 200, BlogList),
+    Operation("GET", "/api/blogs", list_blogs, "List blogs in id order, one page at a time", 200, BlogList, None,
+              (422,),
+              params=(Param("limit", "query", f"page size (default {BLOG_PAGE})",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                      Param("cursor", "query", "the `next` cursor of the previous page",
+                            {"type": "string", "pattern": "^([a-z0-9][a-z0-9-]{0,63})?$"}))),
     Operation("POST", "/api/blogs", create_blog, "Create a blog", 201, Blog, BlogCreate,
               (*AUTH_ERRORS, *BODY_ERRORS, 409), auth=True),
     Operation("GET", BLOG, get_blog, "One blog with post_count, updated_at, seq and epoch", 200, Blog, None, (404,)),

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from server.model import Blog, Post
-from server.paging import Order, Page, Position
+from server.model import Blog, Post, is_slug
+from server.paging import BadCursor, Order, Page, Position
 from server.wire import Frame
 
 T = TypeVar("T")
@@ -78,6 +78,33 @@ class OutcomeUnknown(EngineUnavailable):
     """
 
 
+Quota = Literal["posts_per_blog", "blogs"]
+
+
+class QuotaExceeded(EngineError):
+    """A write would pass one of the engine's `Limits`; nothing was written."""
+
+    def __init__(self, quota: Quota, limit: int) -> None:
+        super().__init__(f"{quota} is limited to {limit}")
+        self.quota: Quota = quota
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What an engine keeps and accepts, so that no writer (careless or hostile) can grow storage without bound.
+
+    History keeps the newest events of a blog while both bounds hold: at most `history_size` events and at
+    most `history_bytes` bytes of event JSON, and always the newest event. Writes past `posts_per_blog` or
+    `blogs` raise QuotaExceeded atomically with the check (0 means no limit for the two quotas).
+    """
+
+    history_size: int = 1000
+    history_bytes: int = 4 << 20
+    posts_per_blog: int = 10_000
+    blogs: int = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class Committed(Generic[T]):
     """The result of an acknowledged write: the new state and the seq of its event."""
@@ -94,6 +121,30 @@ class Idempotency:
     key: str
     fingerprint: str
     ttl: int
+
+
+BlogOrder = Literal["id", "updated"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlogPage:
+    """One page of blogs; `next` is what to pass as *after* for the next page (None on the last)."""
+
+    blogs: list[Blog]
+    next: str | None
+
+
+def updated_cursor(updated_ms: int, blog_id: str) -> str:
+    """The cursor after a blog in the "updated" order: `<updated_at in ms>_<id>`."""
+    return f"{updated_ms}_{blog_id}"
+
+
+def parse_updated_cursor(cursor: str) -> tuple[int, str]:
+    """(updated_at in ms, id) from an `updated_cursor`; BadCursor if it is not one."""
+    ms, _, blog_id = cursor.partition("_")
+    if not (ms.isascii() and ms.isdigit() and len(ms) <= 15 and is_slug(blog_id)):
+        raise BadCursor("not a cursor from this server")
+    return int(ms), blog_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +189,12 @@ class Engine(Protocol):
         ...
 
     async def create_blog(self, blog: Blog) -> Blog:
-        """Store a new blog with seq 0 and a fresh epoch; BlogExists if the id is taken."""
+        """Store a new blog with seq 0 and a fresh epoch; BlogExists if the id is taken,
+        QuotaExceeded("blogs") when `Limits.blogs` blogs exist."""
         ...
 
     async def import_blog(self, blog: Blog, posts: Sequence[Post]) -> bool:
-        """Store a complete blog (demo data, migrations) unless the id exists; no events."""
+        """Store a complete blog (demo data, migrations) unless the id exists; no events, no quota."""
         ...
 
     async def update_blog(self, blog_id: str, changes: Mapping[str, Any], now: datetime) -> Committed[Blog]:
@@ -151,10 +203,15 @@ class Engine(Protocol):
 
     async def get_blog(self, blog_id: str) -> Blog: ...
 
-    async def list_blogs(self) -> list[Blog]: ...
+    async def list_blogs(self, limit: int, after: str | None = None, order: BlogOrder = "id") -> BlogPage:
+        """At most *limit* blogs. By id (*after*: an id, which need not exist), or most recently updated
+        first, ties by id descending (*after*: the `next` of the previous page; BadCursor if it is not
+        one). A blog updated while someone pages moves to the top: it may be seen twice or not at all."""
+        ...
 
     async def create_post(self, blog_id: str, post: Post, idempotency: Idempotency | None) -> Committed[Post]:
-        """Store *post* and emit `post.created`; a known idempotency key replays the first result."""
+        """Store *post* and emit `post.created`; a known idempotency key replays the first result.
+        QuotaExceeded("posts_per_blog") when the blog holds `Limits.posts_per_blog` posts."""
         ...
 
     async def update_post(self, blog_id: str, post_id: str, changes: Mapping[str, Any],

@@ -5,11 +5,16 @@ one event loop each write is atomic and `seq` is gapless by construction. Events
 to `deliver` with `loop.call_soon`, in commit order, so the publisher's HTTP response is not
 held up by the fan-out. State is lost when the process exits; a new epoch then tells
 resuming readers that their `seq` counted in another history.
+
+Posts are kept in display order as they are written (`PostIndex`), so a page view never sorts.
+History is trimmed from the oldest event while it holds more than `Limits.history_size` events or
+more than `Limits.history_bytes` bytes of event JSON (the newest event is always kept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import secrets
 import time
 from collections import deque
@@ -26,25 +31,36 @@ from server.engine import (
     BlogEnded,
     BlogExists,
     BlogNotFound,
+    BlogOrder,
+    BlogPage,
     Committed,
     Deliver,
     Engine,
     History,
     Idempotency,
     IdempotencyMismatch,
+    Limits,
     PostIdTaken,
     PostNotFound,
+    QuotaExceeded,
     Resync,
     Snapshot,
     StaleVersion,
+    parse_updated_cursor,
+    updated_cursor,
 )
+from server.engine.post_index import PostIndex
 from server.model import Blog, Post
-from server.paging import Order, Page, Position, paginate
+from server.paging import Order, Page, Position
 from server.wire import Frame
 
 
 def new_epoch() -> str:
     return secrets.token_hex(4)
+
+
+def _updated_key(blog: Blog) -> tuple[int, str]:
+    return int(blog.updated_at.timestamp() * 1000), blog.id
 
 
 @dataclass(slots=True)
@@ -57,8 +73,9 @@ class _Remembered:
 @dataclass(slots=True)
 class _BlogState:
     blog: Blog
-    posts: dict[str, Post] = field(default_factory=dict)
+    posts: PostIndex = field(default_factory=PostIndex)
     history: deque[Frame] = field(default_factory=deque)
+    history_bytes: int = 0
     idempotency: dict[str, _Remembered] = field(default_factory=dict)
 
 
@@ -67,9 +84,11 @@ class MemoryEngine:
 
     name = "memory"
 
-    def __init__(self, history_size: int = 1000) -> None:
-        self._history_size = history_size
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._limits = limits or Limits()
         self._blogs: dict[str, _BlogState] = {}
+        self._ids: list[str] = []  # every blog id, sorted, for paged listing
+        self._updated: list[tuple[int, str]] = []  # (updated_at ms, id) of every blog, ascending
         self._deliver: Deliver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,16 +110,23 @@ class MemoryEngine:
     async def create_blog(self, blog: Blog) -> Blog:
         if blog.id in self._blogs:
             raise BlogExists(blog.id)
+        if 0 < self._limits.blogs <= len(self._blogs):
+            raise QuotaExceeded("blogs", self._limits.blogs)
         blog = blog.model_copy(update={"seq": 0, "post_count": 0, "epoch": new_epoch()})
-        self._blogs[blog.id] = _BlogState(blog, history=deque(maxlen=self._history_size))
+        self._add(_BlogState(blog))
         return blog
 
     async def import_blog(self, blog: Blog, posts: Sequence[Post]) -> bool:
         if blog.id in self._blogs:
             return False
         blog = blog.model_copy(update={"seq": 0, "post_count": len(posts), "epoch": new_epoch()})
-        self._blogs[blog.id] = _BlogState(blog, {p.id: p for p in posts}, deque(maxlen=self._history_size))
+        self._add(_BlogState(blog, PostIndex(list(posts))))
         return True
+
+    def _add(self, state: _BlogState) -> None:
+        self._blogs[state.blog.id] = state
+        bisect.insort(self._ids, state.blog.id)
+        bisect.insort(self._updated, _updated_key(state.blog))
 
     async def update_blog(self, blog_id: str, changes: Mapping[str, Any], now: datetime) -> Committed[Blog]:
         state = self._state(blog_id)
@@ -111,8 +137,20 @@ class MemoryEngine:
     async def get_blog(self, blog_id: str) -> Blog:
         return self._state(blog_id).blog
 
-    async def list_blogs(self) -> list[Blog]:
-        return [state.blog for state in self._blogs.values()]
+    async def list_blogs(self, limit: int, after: str | None = None, order: BlogOrder = "id") -> BlogPage:
+        if order == "updated":
+            return self._recently_updated(limit, after)
+        start = 0 if after is None else bisect.bisect_right(self._ids, after)
+        ids = self._ids[start:start + limit + 1]
+        blogs = [self._blogs[blog_id].blog for blog_id in ids[:limit]]
+        return BlogPage(blogs, blogs[-1].id if len(ids) > limit else None)
+
+    def _recently_updated(self, limit: int, after: str | None) -> BlogPage:
+        keys = self._updated
+        end = len(keys) if after is None else bisect.bisect_left(keys, parse_updated_cursor(after))
+        wanted = [keys[i] for i in range(end - 1, max(end - limit - 2, -1), -1)]
+        blogs = [self._blogs[blog_id].blog for _, blog_id in wanted[:limit]]
+        return BlogPage(blogs, updated_cursor(*wanted[limit - 1]) if len(wanted) > limit else None)
 
     # posts
 
@@ -128,7 +166,9 @@ class MemoryEngine:
             raise BlogEnded(blog_id)
         if post.id in state.posts:
             raise PostIdTaken(post.id)
-        state.posts[post.id] = post
+        if 0 < self._limits.posts_per_blog <= len(state.posts):
+            raise QuotaExceeded("posts_per_blog", self._limits.posts_per_blog)
+        state.posts.put(post)
         blog = state.blog.model_copy(update={"updated_at": max(post.updated_at, state.blog.updated_at)})
         seq = self._commit(state, blog, "post.created", "post", post)
         result = Committed(post, seq)
@@ -145,7 +185,7 @@ class MemoryEngine:
         if if_match is not None and if_match != current.version:
             raise StaleVersion(current.version)
         post = current.model_copy(update={**changes, "updated_at": now, "version": current.version + 1})
-        state.posts[post_id] = post
+        state.posts.put(post)
         seq = self._commit(state, state.blog.model_copy(update={"updated_at": now}), "post.updated", "post", post)
         return Committed(post, seq)
 
@@ -154,7 +194,7 @@ class MemoryEngine:
         current = self._post(state, post_id)
         if if_match is not None and if_match != current.version:
             raise StaleVersion(current.version)
-        del state.posts[post_id]
+        state.posts.remove(post_id)
         seq = self._commit(state, state.blog.model_copy(update={"updated_at": now}), "post.deleted", "post_id", post_id)
         return Committed(post_id, seq)
 
@@ -162,11 +202,11 @@ class MemoryEngine:
         return self._post(self._state(blog_id), post_id)
 
     async def list_posts(self, blog_id: str, limit: int, order: Order, before: Position | None) -> Page:
-        return paginate(self._state(blog_id).posts.values(), limit, order, before)
+        return self._state(blog_id).posts.page(limit, order, before)
 
     async def snapshot(self, blog_id: str, limit: int) -> Snapshot:
         state = self._state(blog_id)
-        return Snapshot(state.blog, paginate(state.posts.values(), limit, "newest", None))
+        return Snapshot(state.blog, state.posts.page(limit, "newest", None))
 
     # events
 
@@ -221,14 +261,27 @@ class MemoryEngine:
     def _commit(self, state: _BlogState, blog: Blog, kind: str, key: str, value: Any) -> int:
         seq = state.blog.seq + 1
         blog = blog.model_copy(update={"seq": seq, "post_count": len(state.posts)})
+        before, after = _updated_key(state.blog), _updated_key(blog)
+        if before != after:
+            del self._updated[bisect.bisect_left(self._updated, before)]
+            bisect.insort(self._updated, after)
         state.blog = blog
         if key == "blog":
             value = blog
         frame = wire.event(kind, blog.id, seq, blog.post_count, blog.updated_at, key, value, blog.epoch)
-        state.history.append(frame)
+        self._remember(state, frame)
         if self._deliver is not None and self._loop is not None:
             self._loop.call_soon(self._deliver, frame)
         return seq
+
+    def _remember(self, state: _BlogState, frame: Frame) -> None:
+        """Append *frame* to the history, then drop the oldest events until both bounds hold again."""
+        history = state.history
+        history.append(frame)
+        state.history_bytes += len(frame.data)
+        size, budget = self._limits.history_size, self._limits.history_bytes
+        while len(history) > 1 and (len(history) > size or state.history_bytes > budget):
+            state.history_bytes -= len(history.popleft().data)
 
     @staticmethod
     def _forget_expired(state: _BlogState) -> None:

@@ -52,6 +52,8 @@ from server.engine import (
     BlogEnded,
     BlogExists,
     BlogNotFound,
+    BlogOrder,
+    BlogPage,
     Committed,
     Deliver,
     Engine,
@@ -59,12 +61,16 @@ from server.engine import (
     History,
     Idempotency,
     IdempotencyMismatch,
+    Limits,
     OutcomeUnknown,
     PostIdTaken,
     PostNotFound,
+    QuotaExceeded,
     Resync,
     Snapshot,
     StaleVersion,
+    parse_updated_cursor,
+    updated_cursor,
 )
 from server.model import Blog, Post, format_time
 from server.paging import Order, Page, Position, millis, page_of
@@ -73,6 +79,8 @@ from server.wire import Frame
 log = logging.getLogger("livepush.redis")
 
 BLOGS = "lp:blogs"
+BLOG_IDS = "lp:blog-ids"
+BLOGS_UPDATED = "lp:blogs-updated"
 IDENTITY = "lp:identity"
 PATTERN = "lp:{*}:live"
 _CAS_ATTEMPTS = 20
@@ -159,9 +167,11 @@ class RedisEngine:
 
     name = "redis"
 
-    def __init__(self, url: str, history_size: int = 1000, identity_interval: float = 10.0) -> None:
+    def __init__(self, url: str, limits: Limits | None = None, identity_interval: float = 10.0) -> None:
         self._url = url
-        self._history = history_size
+        self._limits = limits or Limits()
+        self._history = self._limits.history_size
+        self._history_bytes = self._limits.history_bytes
         self._identity_interval = identity_interval
         self._redis = make_client(url)
         self._scripts = {name: self._script(name) for name in
@@ -220,14 +230,21 @@ class RedisEngine:
         # Before serving: a blog created now must not be moved by a check that was merely late.
         with contextlib.suppress(EngineUnavailable):  # Redis down: the first connection checks
             await self._confirm_identity()
+        with contextlib.suppress(EngineUnavailable):  # Redis down: the next start copies them
+            await self._index_blogs()
         self._listener = asyncio.create_task(self._listen(), name="livepush-redis-pubsub")
         self._spawn(self._check_identity_every_while())
 
     async def close(self) -> None:
-        tasks = [task for task in (self._listener, *self._tasks) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = {task for task in (self._listener, *self._tasks) if task is not None}
+        pending = tasks
+        while pending:
+            # Again and again: on Python 3.11 a cancel that lands as redis-py's read timeout fires is taken
+            # for the timeout (asyncio.timeout), and the pub/sub loop would wait for the next message.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        await asyncio.gather(*tasks, return_exceptions=True)  # all done: collects their outcome
         await self._redis.aclose()
 
     def counters(self) -> dict[str, int]:
@@ -247,29 +264,46 @@ class RedisEngine:
 
     async def create_blog(self, blog: Blog) -> Blog:
         epoch = secrets.token_hex(4)
-        if not await self._run("create_blog", blog.id, self._blog_args(blog, epoch)):
+        reply = await self._run("create_blog", blog.id, self._blog_args(blog, epoch, self._limits.blogs),
+                                extra_keys=[BLOGS, BLOG_IDS, BLOGS_UPDATED])
+        if reply[0] == b"exists":
             raise BlogExists(blog.id)
-        await self._index(blog.id)
+        if reply[0] == b"quota":
+            raise QuotaExceeded("blogs", int(reply[1]))
         return blog.model_copy(update={"seq": 0, "post_count": 0, "epoch": epoch})
 
     async def import_blog(self, blog: Blog, posts: Sequence[Post]) -> bool:
-        args = self._blog_args(blog, secrets.token_hex(4))
+        args = self._blog_args(blog, secrets.token_hex(4), 0)
         for post in posts:
             args += [post.id, wire.dumps(wire.post_json(post)), millis(post), _flag(post.pinned)]
-        created = bool(await self._run("create_blog", blog.id, args))
-        await self._index(blog.id)
-        return created
+        reply = await self._run("create_blog", blog.id, args, extra_keys=[BLOGS, BLOG_IDS, BLOGS_UPDATED])
+        return bool(reply[0] == b"ok")
 
-    async def _index(self, blog_id: str) -> None:
-        # Outside the script: the index spans blogs, hence hash slots.
+    async def _index_blogs(self) -> None:
+        """Copy `lp:blogs` into the ordered indexes once: blogs made before they existed."""
         try:
-            await self._redis.sadd(BLOGS, blog_id)
+            have = min(await self._redis.zcard(BLOG_IDS), await self._redis.zcard(BLOGS_UPDATED))
+            if have >= await self._redis.scard(BLOGS):
+                return
+            members: set[bytes] = await self._redis.smembers(BLOGS)  # type: ignore[assignment]
+            ids = sorted(members)
+            for start in range(0, len(ids), _REBASE_BATCH):
+                batch = ids[start:start + _REBASE_BATCH]
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for blog_id in batch:
+                        pipe.hget(_keys(blog_id.decode())[0], "updated_ms")
+                    updated = await pipe.execute()
+                await self._redis.zadd(BLOG_IDS, dict.fromkeys(batch, 0), nx=True)
+                scores = {blog_id: int(ms) for blog_id, ms in zip(batch, updated, strict=True) if ms is not None}
+                if scores:
+                    await self._redis.zadd(BLOGS_UPDATED, scores, nx=True)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
     @staticmethod
-    def _blog_args(blog: Blog, epoch: str) -> list[Any]:
-        return [_static_fields(blog), blog.status, format_time(blog.updated_at), _ms(blog.updated_at), epoch]
+    def _blog_args(blog: Blog, epoch: str, max_blogs: int) -> list[Any]:
+        return [_static_fields(blog), blog.status, format_time(blog.updated_at), _ms(blog.updated_at), epoch,
+                blog.id, max_blogs]
 
     async def update_blog(self, blog_id: str, changes: Mapping[str, Any], now: datetime) -> Committed[Blog]:
         for _ in range(_CAS_ATTEMPTS):
@@ -279,7 +313,8 @@ class RedisEngine:
             prefix = prefix[: prefix.rindex(b',"updated_at"')]
             reply = await self._run("update_blog", blog_id, [
                 _static_fields(current), current.status, _static_fields(updated), updated.status,
-                format_time(now), _ms(now), self._history, channel(blog_id), wire.dumps(blog_id), prefix])
+                format_time(now), _ms(now), self._history, channel(blog_id), wire.dumps(blog_id), prefix,
+                self._history_bytes], extra_keys=[BLOGS_UPDATED])
             status = reply[0]
             if status == b"ok":
                 seq, epoch, count = int(reply[1]), reply[2].decode(), int(reply[3])
@@ -296,17 +331,37 @@ class RedisEngine:
             raise BlogNotFound(blog_id)
         return _blog_from_meta(meta)
 
-    async def list_blogs(self) -> list[Blog]:
+    async def list_blogs(self, limit: int, after: str | None = None, order: BlogOrder = "id") -> BlogPage:
         try:
-            members: set[bytes] = await self._redis.smembers(BLOGS)  # type: ignore[assignment]
-            ids = sorted(member.decode() for member in members)
+            if order == "updated":
+                ids, cursors = await self._recently_updated(limit, after)
+            else:
+                members: list[bytes] = await self._redis.zrangebylex(  # type: ignore[assignment]
+                    BLOG_IDS, "-" if after is None else "(" + after, "+", start=0, num=limit + 1)
+                ids = cursors = [member.decode() for member in members]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for blog_id in ids:
+                for blog_id in ids[:limit]:
                     pipe.hgetall(_keys(blog_id)[0])
                 metas = await pipe.execute()
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
-        return [_blog_from_meta(meta) for meta in metas if meta]
+        blogs = [_blog_from_meta(meta) for meta in metas if meta]
+        return BlogPage(blogs, cursors[limit - 1] if len(ids) > limit else None)
+
+    async def _recently_updated(self, limit: int, after: str | None) -> tuple[list[str], list[str]]:
+        """Up to limit+1 ids, most recently updated first (ties: id descending), and the cursor after each."""
+        top: float | str = "+inf"
+        skip = 0
+        if after is not None:
+            ms, blog_id = parse_updated_cursor(after)
+            top = ms
+            # Ties come in descending id order: skip those at or above the cursor's id.
+            ties: list[bytes] = await self._redis.zrangebyscore(BLOGS_UPDATED, ms, ms)  # type: ignore[assignment]
+            skip = sum(1 for member in ties if member.decode() >= blog_id)
+        found: list[tuple[bytes, float]] = await self._redis.zrevrangebyscore(  # type: ignore[assignment]
+            BLOGS_UPDATED, top, "-inf", start=skip, num=limit + 1, withscores=True)
+        ids = [member.decode() for member, _ in found]
+        return ids, [updated_cursor(int(score), blog_id) for blog_id, (_, score) in zip(ids, found, strict=True)]
 
     # posts
 
@@ -316,13 +371,14 @@ class RedisEngine:
         reply = await self._run("create_post", blog_id, [
             post.id, post_json, millis(post), _flag(post.pinned), format_time(post.updated_at), _ms(post.updated_at),
             idempotency.fingerprint if idempotency else "", idempotency.ttl if idempotency else 0,
-            self._history, channel(blog_id), wire.dumps(blog_id)], extra_keys=[key])
+            self._history, channel(blog_id), wire.dumps(blog_id), self._history_bytes, self._limits.posts_per_blog],
+            extra_keys=[key, BLOGS_UPDATED])
         status = reply[0]
         if status == b"ok":
             return Committed(post, int(reply[1]))
         if status == b"replayed":
             return Committed(Post.model_validate_json(reply[2]), int(reply[1]), replayed=True)
-        self._refuse(status, blog_id, post.id)
+        self._refuse(status, blog_id, post.id, reply)
         raise AssertionError("unreachable")
 
     async def update_post(self, blog_id: str, post_id: str, changes: Mapping[str, Any],
@@ -335,7 +391,7 @@ class RedisEngine:
             reply = await self._run("update_post", blog_id, [
                 post_id, current.version, "" if if_match is None else if_match, wire.dumps(wire.post_json(post)),
                 millis(post), _flag(post.pinned), format_time(now), _ms(now), self._history, channel(blog_id),
-                wire.dumps(blog_id)])
+                wire.dumps(blog_id), self._history_bytes], extra_keys=[BLOGS_UPDATED])
             if reply[0] == b"ok":
                 return Committed(post, int(reply[1]))
             if reply[0] != b"retry":
@@ -345,7 +401,7 @@ class RedisEngine:
     async def delete_post(self, blog_id: str, post_id: str, if_match: int | None, now: datetime) -> Committed[str]:
         reply = await self._run("delete_post", blog_id, [
             post_id, "" if if_match is None else if_match, format_time(now), _ms(now), self._history,
-            channel(blog_id), wire.dumps(blog_id)])
+            channel(blog_id), wire.dumps(blog_id), self._history_bytes], extra_keys=[BLOGS_UPDATED])
         if reply[0] == b"ok":
             return Committed(post_id, int(reply[1]))
         self._refuse(reply[0], blog_id, post_id, reply)
@@ -555,6 +611,8 @@ class RedisEngine:
             raise IdempotencyMismatch(post_id)
         if status == b"stale":
             raise StaleVersion(int(reply[1]))
+        if status == b"quota":
+            raise QuotaExceeded("posts_per_blog", int(reply[1]))
         if status == b"retry":
             return
         raise RuntimeError(f"unexpected reply from a Lua script: {status!r}")

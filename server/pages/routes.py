@@ -15,7 +15,7 @@ from server.services import services
 
 async def index(request: Request) -> Response:
     svc = services(request)
-    blogs = sorted(await svc.engine.list_blogs(), key=lambda b: b.updated_at, reverse=True)
+    blogs = (await svc.engine.list_blogs(100, order="updated")).blogs
     return HTMLResponse(svc.pages.index([wire.blog_json(blog) for blog in blogs]))
 
 

@@ -76,7 +76,7 @@ async def test_invalid_blogs_are_refused_naming_the_field(server: LiveServer, bo
     response = await server.http.post("/api/blogs", json=body, headers=server.auth())
     problem = assert_problem(response, 422, field)
     assert problem["errors"][0]["field"] == field
-    assert (await server.http.get("/api/blogs")).json() == {"blogs": []}
+    assert (await server.http.get("/api/blogs")).json() == {"blogs": [], "next": None}
 
 
 async def test_unknown_blog_is_404(server: LiveServer) -> None:

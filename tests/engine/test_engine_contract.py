@@ -6,6 +6,7 @@ These talk to the engine directly (no HTTP), so they pin down what the API and s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -22,9 +23,11 @@ from server.engine import (
     IdempotencyMismatch,
     PostIdTaken,
     PostNotFound,
+    QuotaExceeded,
     StaleVersion,
 )
 from server.model import Blog, Post
+from server.paging import BadCursor
 from server.wire import Frame
 from tests.conftest import RedisProcess, make_settings
 
@@ -82,7 +85,7 @@ async def test_a_new_blog_starts_at_seq_zero_with_an_epoch(engine: tuple[Engine,
     created = await eng.create_blog(blog())
     assert (created.seq, created.post_count) == (0, 0) and created.epoch
     assert await eng.get_blog("b1") == created
-    assert [b.id for b in await eng.list_blogs()] == ["b1"]
+    assert [b.id for b in (await eng.list_blogs(10)).blogs] == ["b1"]
     with pytest.raises(BlogExists):
         await eng.create_blog(blog())
     with pytest.raises(BlogNotFound):
@@ -225,3 +228,138 @@ async def test_import_loads_a_whole_blog_once(engine: tuple[Engine, Sink]) -> No
     loaded = await eng.get_blog("b1")
     assert (loaded.post_count, loaded.seq, loaded.updated_at) == (2, 0, T0)
     assert (await eng.get_post("b1", "p2")).headline == "p2"
+
+
+@contextlib.asynccontextmanager
+async def limited(engine_kind: str, request: pytest.FixtureRequest, **limits: int) -> AsyncIterator[Engine]:
+    """An engine started with settings overrides (quotas, history bounds) on a clean store."""
+    redis: RedisProcess | None = request.getfixturevalue("redis_process") if engine_kind == "redis" else None
+    if redis is not None:
+        redis.flush()
+    eng = make_engine(make_settings(engine_kind, redis, **limits))
+    sink = Sink()
+    await eng.start(sink.deliver, sink.resync)
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+def event_bytes(frames: list[Frame]) -> int:
+    return sum(len(frame.data) for frame in frames)
+
+
+async def test_history_is_bounded_by_bytes_as_well_as_by_count(engine_kind: str, request: pytest.FixtureRequest) -> None:
+    """Edits of a 20 KB post keep at most LIVEPUSH_HISTORY_BYTES of events, the newest ones, and never a partial replay."""
+    async with limited(engine_kind, request, history_bytes=64 * 1024) as eng:
+        await eng.create_blog(blog())
+        await eng.create_post("b1", post("p1", body="<p>" + "x" * 20_000 + "</p>"), None)
+        for i in range(30):
+            await eng.update_post("b1", "p1", {"headline": f"edit {i}"}, None, T0)
+        top = (await eng.get_blog("b1")).seq
+        assert top == 31
+        oldest_kept = top
+        while oldest_kept > 0 and await eng.events_since("b1", oldest_kept - 1) is not None:
+            oldest_kept -= 1
+        read = await eng.events_since("b1", oldest_kept)
+        assert read is not None and not read.more
+        kept = read.frames
+        assert [f.seq for f in kept] == list(range(oldest_kept + 1, top + 1))
+        assert 1 <= len(kept) < 4 and event_bytes(kept) <= 64 * 1024
+        assert orjson.loads(kept[-1].data)["post"]["headline"] == "edit 29"
+        assert await eng.events_since("b1", 0) is None
+
+
+async def test_an_event_larger_than_the_byte_budget_is_still_kept_alone(
+        engine_kind: str, request: pytest.FixtureRequest) -> None:
+    """The newest event always stays, so a reader one event behind can still resume exactly."""
+    async with limited(engine_kind, request, history_bytes=64 * 1024) as eng:
+        await eng.create_blog(blog())
+        await eng.create_post("b1", post("p0"), None)
+        await eng.create_post("b1", post("p1", body="<p>" + "y" * 65_000 + "</p>"), None)
+        kept = await eng.events_since("b1", 1)
+        assert kept is not None and [f.seq for f in kept.frames] == [2]
+        assert await eng.events_since("b1", 0) is None
+
+
+async def test_a_full_blog_refuses_new_posts_and_nothing_else(engine_kind: str, request: pytest.FixtureRequest) -> None:
+    """Ten racing publishes into a blog with room for three: three posts, seqs 1-3, seven QuotaExceeded."""
+    async with limited(engine_kind, request, max_posts_per_blog=3) as eng:
+        await eng.create_blog(blog())
+        key = Idempotency("k1", "fp", 60)
+        first = await eng.create_post("b1", post("p0"), key)
+        results = await asyncio.gather(*(eng.create_post("b1", post(f"p{i}", i), None) for i in range(1, 10)),
+                                       return_exceptions=True)
+        refused = [r for r in results if isinstance(r, QuotaExceeded)]
+        assert len(refused) == 7 and all((r.quota, r.limit) == ("posts_per_blog", 3) for r in refused)
+        full = await eng.get_blog("b1")
+        assert (full.post_count, full.seq) == (3, 3)
+        replay = await eng.create_post("b1", post("other"), key)  # a retry of a post made before it filled up
+        assert replay.replayed and replay.value.id == first.value.id
+        # Edits and deletes still work; a delete makes room for one more.
+        await eng.update_post("b1", "p0", {"headline": "edited"}, None, T0)
+        await eng.delete_post("b1", "p0", None, T0)
+        assert (await eng.create_post("b1", post("again"), None)).seq == 6
+        with pytest.raises(QuotaExceeded):
+            await eng.create_post("b1", post("one-more"), None)
+        assert (await eng.get_blog("b1")).seq == 6
+
+
+async def test_the_blog_quota_counts_every_blog(engine_kind: str, request: pytest.FixtureRequest) -> None:
+    """Six racing creates with room for three: three blogs; imports (demo data) are not counted against it."""
+    async with limited(engine_kind, request, max_blogs=3) as eng:
+        results = await asyncio.gather(*(eng.create_blog(blog(f"b{i}")) for i in range(6)), return_exceptions=True)
+        assert sum(isinstance(r, Blog) for r in results) == 3
+        assert all(isinstance(r, QuotaExceeded) and (r.quota, r.limit) == ("blogs", 3)
+                   for r in results if not isinstance(r, Blog))
+        created = sorted(r.id for r in results if isinstance(r, Blog))
+        with pytest.raises(BlogExists):  # an existing id is still a conflict, not a quota
+            await eng.create_blog(blog(created[0]))
+        assert await eng.import_blog(blog("demo"), [post("d1")])
+        page = await eng.list_blogs(10)
+        assert [b.id for b in page.blogs] == sorted([*created, "demo"]) and page.next is None
+
+
+async def test_blogs_are_listed_in_id_order_one_page_at_a_time(engine: tuple[Engine, Sink]) -> None:
+    eng, _ = engine
+    ids = [f"blog-{i:02d}" for i in range(7)]
+    for blog_id in reversed(ids):
+        await eng.create_blog(blog(blog_id))
+    seen, after, pages = [], None, 0
+    while True:
+        page = await eng.list_blogs(3, after)
+        seen += [b.id for b in page.blogs]
+        pages += 1
+        if page.next is None:
+            break
+        assert page.next == page.blogs[-1].id
+        after = page.next
+    assert seen == ids and pages == 3
+    assert [b.id for b in (await eng.list_blogs(2, "blog-02x")).blogs] == ["blog-03", "blog-04"]
+    assert (await eng.list_blogs(5, "zzz")).blogs == []
+    one = await eng.list_blogs(7)
+    assert len(one.blogs) == 7 and one.next is None
+    assert all(b.seq == 0 and b.epoch for b in one.blogs)
+
+
+async def test_blogs_are_listed_most_recently_updated_first(engine: tuple[Engine, Sink]) -> None:
+    """The "updated" order: newest `updated_at` first, ties by id descending, pages joined by cursors."""
+    eng, _ = engine
+    for i in range(5):
+        await eng.create_blog(blog(f"b{i}"))
+    await eng.create_post("b1", post("p1", 1), None)  # the post's time becomes the blog's updated_at
+    await eng.update_blog("b3", {"title": "Renamed"}, T0 + timedelta(minutes=2))
+    pages, after = [], None
+    while True:
+        page = await eng.list_blogs(2, after, order="updated")
+        pages.append([b.id for b in page.blogs])
+        if page.next is None:
+            break
+        after = page.next
+    assert pages == [["b3", "b1"], ["b4", "b2"], ["b0"]]
+    assert [b.id for b in (await eng.list_blogs(10, order="updated")).blogs] == ["b3", "b1", "b4", "b2", "b0"]
+    await eng.delete_post("b1", "p1", None, T0 + timedelta(minutes=3))
+    assert [b.id for b in (await eng.list_blogs(2, order="updated")).blogs] == ["b1", "b3"]
+    for forged in ("", "abc", "12_", "_b1", "1e3_b1", "12_B1", "1" * 16 + "_b1"):
+        with pytest.raises(BadCursor):
+            await eng.list_blogs(2, forged, order="updated")

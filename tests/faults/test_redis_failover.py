@@ -186,13 +186,14 @@ async def test_nodes_noticing_the_same_restart_agree_on_one_new_epoch_per_blog()
             async with admin_client(redis) as admin:
                 await admin.client_kill_filter(_type="normal", skipme=True)
             assert await until_available(engines[1].check_identity) == 0
-            epochs = {blog.id: blog.epoch for blog in await until_available(engines[0].list_blogs)}
+            epochs = {blog.id: blog.epoch for blog in (await until_available(functools.partial(engines[0].list_blogs, 10))).blogs}
 
             redis.stop()
             redis.start()
             moved = await asyncio.gather(*(until_available(engine.check_identity) for engine in engines))
             assert sum(moved) == 3
-            now = [{blog.id: blog.epoch for blog in await until_available(engine.list_blogs)} for engine in engines]
+            now = [{blog.id: blog.epoch for blog in (await until_available(functools.partial(engine.list_blogs, 10))).blogs}
+                   for engine in engines]
             assert now[0] == now[1] == now[2]
             assert all(now[0][blog_id] != epochs[blog_id] for blog_id in epochs)
             assert [await engine.check_identity() for engine in engines] == [0, 0, 0]

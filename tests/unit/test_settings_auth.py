@@ -95,3 +95,20 @@ def test_serve_raises_the_open_files_limit_to_the_hard_limit() -> None:
         assert raise_open_files_limit() == hard
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_quota_settings_have_bounded_defaults_and_bad_values_are_named() -> None:
+    """Quotas are on by default; a value out of range or not a number is refused naming its variable."""
+    defaults = Settings.from_env({})
+    assert (defaults.max_posts_per_blog, defaults.max_blogs) == (10_000, 10_000)
+    assert (defaults.history_bytes, defaults.snapshot_cache_bytes) == (4 << 20, 16 << 20)
+    chosen = Settings.from_env({"LIVEPUSH_MAX_POSTS_PER_BLOG": "0", "LIVEPUSH_MAX_BLOGS": "50",
+                                "LIVEPUSH_HISTORY_BYTES": "65536", "LIVEPUSH_SNAPSHOT_CACHE_BYTES": "0"})
+    assert (chosen.max_posts_per_blog, chosen.max_blogs, chosen.history_bytes, chosen.snapshot_cache_bytes) == (
+        0, 50, 65536, 0)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"LIVEPUSH_MAX_POSTS_PER_BLOG": "-1", "LIVEPUSH_MAX_BLOGS": "many",
+                           "LIVEPUSH_HISTORY_BYTES": "1000", "LIVEPUSH_SNAPSHOT_CACHE_BYTES": "1e9"})
+    for name in ("LIVEPUSH_MAX_POSTS_PER_BLOG", "LIVEPUSH_MAX_BLOGS", "LIVEPUSH_HISTORY_BYTES",
+                 "LIVEPUSH_SNAPSHOT_CACHE_BYTES"):
+        assert name in str(caught.value)
