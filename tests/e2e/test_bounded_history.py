@@ -123,7 +123,8 @@ async def test_a_bad_events_limit_is_422_naming_it(server: LiveServer, blog: dic
 @pytest.fixture(params=["direct", "asgi"])
 async def streams(start_server: ServerFactory, request: pytest.FixtureRequest) -> LiveServer:
     """Both WebSocket write paths; a short write deadline."""
-    return await start_server(direct_write=request.param == "direct", write_timeout=1.0)
+    # History must hold the whole resume: far more than LIVEPUSH_HISTORY_BYTES' default of 60 KiB posts.
+    return await start_server(direct_write=request.param == "direct", write_timeout=1.0, history_bytes=1 << 30)
 
 
 async def test_a_long_websocket_resume_replays_every_missed_event_once_then_goes_live(
