@@ -95,7 +95,7 @@ async def test_the_last_resort_500_carries_the_security_headers_and_the_request_
     headers of every other answer, and one log line with its traceback and request id."""
     engine: Any = server.services.engine
 
-    async def broken() -> list[Any]:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
     engine.list_blogs = broken
