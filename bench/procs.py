@@ -357,7 +357,9 @@ def start_server(processes: Processes, variant: Variant, cpu: int | None, redis:
         process = processes.start(pinned(cpu, argv), env=env, cwd=BENCH / "baseline", log=log)
     else:
         env = {**base_env, "LIVEPUSH_ADMIN_TOKEN": TOKEN, "LIVEPUSH_DEMO": "0", "LIVEPUSH_LOG_LEVEL": "warning",
-               "PORT": str(port), "LIVEPUSH_DIRECT_WRITE": "1" if variant.direct_write else "0"}
+               "PORT": str(port), "LIVEPUSH_DIRECT_WRITE": "1" if variant.direct_write else "0",
+               # a long ladder publishes more than the default 10 000 posts to one blog
+               "LIVEPUSH_MAX_POSTS_PER_BLOG": "0"}
         if redis is not None:
             env["REDIS_URL"] = redis.url + "/0"
         env.update(settings or {})
