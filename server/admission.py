@@ -77,7 +77,7 @@ class LoopLag(Background):
         return max(self._ticks)
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             started = time.monotonic()
             await asyncio.sleep(self._interval)
             self._ticks.append(max(0.0, time.monotonic() - started - self._interval))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from server.api.errors import ApiError, LastResort, from_engine, problem_respons
 from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
 from server.auth import Authenticator
+from server.background import STOP_SECONDS, Background, stop_all, within
 from server.canary import Canary
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
@@ -51,6 +52,7 @@ from server.streams.websocket import websocket_stream
 VERSION = "0.1.0"
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
 log = logging.getLogger("livepush")
+CLOSE_SECONDS = 5.0  # for the relay and the engine to close at shutdown
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -71,55 +73,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     *engine* overrides the one the settings choose (tests: one engine across a restart).
     """
-    chosen_engine = engine
-    settings = settings or Settings.from_env()
+    chosen = settings = settings or Settings.from_env()
     openapi = openapi_document(OPERATIONS, VERSION)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        engine = chosen_engine or make_engine(settings)
-        hub = Hub()
-        relay = Relay(engine, hub)
-        canary = Canary(engine.send_canary, relay.deliver, timeout=settings.canary_timeout)
-        loop_lag = LoopLag()
-        admission = Admission(settings.max_streams, settings.max_streams_per_address, settings.max_loop_lag,
-                              lambda: loop_lag.lag)
-        feeds = Feeds(engine, hub, relay, settings.snapshot_size,
-                      min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4),
-                      cache_bytes=settings.snapshot_cache_bytes)
-        metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag)
-        svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds,
-                       newsroom=Newsroom(engine), metrics=metrics,
-                       pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
-                       auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
-                       writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
-                       admission=admission, keepalive=Keepalive(settings.ping_interval))
-        reloads: set[asyncio.Task[None]] = set()
-
-        def resync() -> None:
-            relay.resync()
-            if settings.demo:  # storage may have come back empty
-                task = asyncio.ensure_future(_load_demo(engine))
-                reloads.add(task)
-                task.add_done_callback(reloads.discard)
-
-        await engine.start(canary.deliver, resync)
-        canary.start()
-        svc.keepalive.start()
-        loop_lag.start()
-        if settings.demo:
-            await _load_demo(engine)
-        svc.drainer.install()
+        svc, background = build_services(chosen, engine or make_engine(chosen))
+        await _start(svc, background)
         try:
             yield {"services": svc}
         finally:
-            svc.drainer.uninstall()
-            await canary.stop()
-            await svc.keepalive.stop()
-            await loop_lag.stop()
-            hub.close_all(CLOSE_RESTARTING, "server restarting")
-            await relay.close()
-            await engine.close()
+            await _stop(svc, background)
 
     async def openapi_json(request: Request) -> Response:
         return json_response(openapi)
@@ -139,6 +103,61 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                      exception_handlers={
         ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
     })
+
+
+def build_services(settings: Settings, engine: Engine) -> tuple[Services, tuple[Background, ...]]:
+    """Everything the routes reach through `services(request)`, and the app's background tasks."""
+    hub = Hub()
+    relay = Relay(engine, hub)
+    canary = Canary(engine.send_canary, relay.deliver, timeout=settings.canary_timeout)
+    loop_lag = LoopLag()
+    admission = Admission(settings.max_streams, settings.max_streams_per_address, settings.max_loop_lag,
+                          lambda: loop_lag.lag)
+    feeds = Feeds(engine, hub, relay, settings.snapshot_size,
+                  min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4),
+                  cache_bytes=settings.snapshot_cache_bytes)
+    svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds, newsroom=Newsroom(engine),
+                   metrics=Metrics(hub, relay, feeds, canary, admission, engine, loop_lag),
+                   pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
+                   auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
+                   writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
+                   admission=admission, keepalive=Keepalive(settings.ping_interval))
+    return svc, (canary, svc.keepalive, loop_lag)
+
+
+async def _start(svc: Services, background: tuple[Background, ...]) -> None:
+    await svc.engine.start(svc.canary.deliver, _resync(svc))
+    for task in background:
+        task.start()
+    if svc.settings.demo:
+        await _load_demo(svc.engine)
+    svc.drainer.install()
+
+
+async def _stop(svc: Services, background: tuple[Background, ...]) -> None:
+    """The lifespan's exit: every wait has a deadline, so a task that ignores its cancellation cannot hold it."""
+    svc.drainer.begin_stop()
+    stopped = await stop_all(background, STOP_SECONDS)
+    svc.hub.close_all(CLOSE_RESTARTING, "server restarting")
+    stopped &= await within(svc.relay.close(), CLOSE_SECONDS, "closing the relay")
+    stopped &= await within(svc.engine.close(), CLOSE_SECONDS, "closing the engine")
+    if not stopped:
+        svc.drainer.left_behind()
+    svc.drainer.uninstall()
+
+
+def _resync(svc: Services) -> Callable[[], None]:
+    """What the engine calls when storage may have lost events: the relay re-reads; the demo may be reloaded."""
+    reloads: set[asyncio.Task[None]] = set()
+
+    def resync() -> None:
+        svc.relay.resync()
+        if svc.settings.demo:  # storage may have come back empty
+            task = asyncio.ensure_future(_load_demo(svc.engine))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+    return resync
 
 
 def _read_cors(settings: Settings) -> Middleware:

@@ -58,7 +58,7 @@ class Canary(Background):
         super().start()
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await self._send(self._token)
             except Exception as exc:  # the engine is down: readiness already says so

@@ -27,6 +27,7 @@ from server.settings import Settings, SettingsError
 from server.streams.direct import DirectWebSocketProtocol
 
 WS_MAX_MESSAGE = 64 * 1024
+GRACEFUL_SECONDS = 5  # for in-flight requests once the readers are drained (uvicorn's default waits forever)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +108,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
         access_log=settings.access_log, log_config=log_config(settings.log_level, settings.log_json),
         backlog=16384,  # a reconnect storm of 10k readers overflows the default 2048
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
     return 0
 

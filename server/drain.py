@@ -5,8 +5,13 @@ node reconnect at the same instant. Instead, once the app has started it wraps t
 handler uvicorn installed: the first SIGTERM turns `/readyz` to 503 (load balancers stop sending
 new readers), refuses new streams with 1012, closes the existing readers in small batches
 spread over `LIVEPUSH_DRAIN_SECONDS`, and only then hands the signal to uvicorn, which finishes
-in-flight requests and exits. A second SIGTERM (or SIGINT) stops at once. Each worker process
+in-flight requests and exits. A first SIGINT goes to uvicorn at once. Each worker process
 drains its own readers.
+
+Once the process is stopping (a first signal, or the lifespan's exit), a second SIGTERM or
+SIGINT ends it at once (server.shutdown), and a stop that a signal started is bounded:
+`LIVEPUSH_DRAIN_SECONDS` + `SHUTDOWN_GRACE` after the signal the process exits whatever it is
+waiting for, and sooner when the lifespan had to leave a task behind.
 """
 
 from __future__ import annotations
@@ -20,40 +25,63 @@ from types import FrameType
 from typing import Any
 
 from server.hub import CLOSE_RESTARTING, Hub
+from server.shutdown import HardStop, exit_now
 
 log = logging.getLogger("livepush.drain")
 BATCH_INTERVAL = 0.1
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SHUTDOWN_GRACE = 15.0  # after the drain: in-flight requests (5 s), the lifespan's exit (2 + 5 + 5 s at most)
+LEFT_BEHIND_GRACE = 2.0  # after a lifespan exit that left a task running: time to log and return
 
 
 class Drainer:
-    """Owns the drain of one process: the state the edges read, and the paced closing."""
+    """Owns the stop of one process: the state the edges read, the paced closing, the signals."""
 
     def __init__(self, hub: Hub, seconds: float) -> None:
         self._hub = hub
         self._seconds = seconds
         self.draining = False
-        self._previous: Any = None
+        self.stopping = False
+        self.signalled = False
+        self.hard_stop = HardStop()
+        self._previous: dict[int, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
-        """Wrap the current SIGTERM handler (uvicorn's); only possible on the main thread."""
+        """Wrap the current SIGTERM and SIGINT handlers (uvicorn's); only possible on the main thread."""
         if threading.current_thread() is not threading.main_thread():
             return
         self._loop = asyncio.get_running_loop()
-        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
 
     def uninstall(self) -> None:
-        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-            signal.signal(signal.SIGTERM, self._previous)
-        self._previous = None
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._on_signal:
+                signal.signal(sig, previous)
+        self._previous = {}
 
-    def _on_sigterm(self, sig: int, frame: FrameType | None) -> None:
-        if self.draining or self._loop is None:
-            self._hand_over(sig, frame)  # a second SIGTERM: stop now
-            return
-        self.draining = True
-        self._loop.call_soon_threadsafe(self._start, sig, frame)
+    def begin_stop(self) -> None:
+        """The lifespan's exit has begun: from now on a signal ends the process at once."""
+        self.stopping = True
+
+    def left_behind(self) -> None:
+        """The lifespan's exit left a task running: do not let it hold the process (signalled stops only)."""
+        if self.signalled:
+            self.hard_stop.arm(LEFT_BEHIND_GRACE, "a task did not stop at shutdown")
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        name = signal.Signals(sig).name
+        if self.stopping:
+            exit_now(f"{name} while stopping", sig)
+        self.stopping = self.signalled = True
+        self.hard_stop.arm(self._seconds + SHUTDOWN_GRACE, f"still stopping {self._seconds + SHUTDOWN_GRACE:.0f}s "
+                           f"after {name}")
+        if sig == signal.SIGTERM and self._loop is not None:
+            self.draining = True
+            self._loop.call_soon_threadsafe(self._start, sig, frame)
+        else:
+            self._hand_over(sig, frame)
 
     def _start(self, sig: int, frame: FrameType | None) -> None:
         self._task = asyncio.ensure_future(self.drain(lambda: self._hand_over(sig, frame)))
@@ -72,7 +100,7 @@ class Drainer:
         then()
 
     def _hand_over(self, sig: int, frame: FrameType | None) -> None:
-        previous = self._previous
+        previous = self._previous.get(sig)
         if callable(previous):
             previous(sig, frame)
         else:  # SIG_DFL or SIG_IGN: put it back and let it act

@@ -47,6 +47,6 @@ class Keepalive(Background):
         return pinged
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             await asyncio.sleep(self._interval / 2)
             self.sweep()

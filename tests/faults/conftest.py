@@ -29,8 +29,9 @@ class Node:
     """`livepush serve` as its own OS process: a node that can be killed."""
 
     def __init__(self, redis_url: str | None, log_dir: Path, workers: int = 1, demo: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, module: str = "server") -> None:
         self.port = free_port()
+        self.module = module  # what `python -m` runs: `livepush serve`, or a test's wrapper around it
         self.redis_url = redis_url
         self.workers = workers
         self.demo = demo
@@ -52,7 +53,7 @@ class Node:
                **({"REDIS_URL": self.redis_url} if self.redis_url else {}), **self.env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; the node runs beside the test)
-                [sys.executable, "-m", "server", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+                [sys.executable, "-m", self.module, "serve", "--port", str(self.port), "--workers", str(self.workers)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 20
         async with httpx.AsyncClient(timeout=1) as client:
