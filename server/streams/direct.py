@@ -16,17 +16,27 @@ fragments, no compression: permessage-deflate is off); pings, pongs and closes s
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame as WsFrame
 from websockets.http11 import Request
+from websockets.protocol import State
 
-from server.hub import CLOSE_TRY_LATER, Batch, Reader
+from server.hub import CLOSE_POLICY, CLOSE_TRY_LATER, Batch, Reader
 from server.wire import Frame
 
 EXTENSION = "livepush.direct"
+FRAMES_PER_MINUTE = 120  # a reader's frames of any kind: browsers send only pongs, libraries ping every 20 s
+MAX_FRAGMENTS = 128  # per message, whatever their size
+DEFAULT_OUTPUT_LIMIT = 1 << 20  # until the stream sets LIVEPUSH_READER_BUFFER_BYTES (`DirectSocket.limit_output`)
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends an RST and drops the send buffer
 
 
 class DirectSocket:
@@ -52,27 +62,18 @@ class DirectSocket:
         detached: bool = protocol.detach(handler)
         return detached
 
-    def close(self, code: int, reason: str, *, abort: bool = False) -> None:
-        """Send a close frame now, without waiting for the peer to drain its buffer.
+    def limit_output(self, limit: int) -> None:
+        """Bound the bytes waiting to be sent on this connection, whatever wrote them (pongs included)."""
+        protocol: Any = self._protocol
+        protocol.output_limit = limit
 
-        *abort* drops the connection at once: for a peer that stopped reading, whose buffer
-        would never drain (uvicorn alone never evicts such a peer).
+    def close(self, code: int, reason: str, *, abort: bool = False) -> None:
+        """Close now, without waiting for the peer to drain its buffer: a close frame if it fits, else an RST.
+
+        *abort* resets the connection whatever its buffer holds (a peer that missed a write deadline).
         """
         protocol: Any = self._protocol
-        transport = protocol.transport
-        if protocol.close_sent or transport.is_closing():
-            return
-        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        protocol.conn.send_close(code, reason)
-        transport.write(b"".join(protocol.conn.data_to_send()))
-        protocol.close_sent = True
-        if abort:
-            transport.abort()
-            return
-        if protocol.read_paused:
-            protocol.read_paused = False
-            transport.resume_reading()
-        protocol.close_timer = protocol.loop.call_later(protocol.close_timeout, transport.close)
+        protocol.end(code, reason, reset=abort)
 
 
 class _NoHandler:
@@ -115,6 +116,80 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """
 
     detached: Detached | None = None
+    output_limit = DEFAULT_OUTPUT_LIMIT
+    _frames = 0
+    _window_start = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        transport = self.transport
+        if transport.get_write_buffer_size() > self.output_limit and not transport.is_closing():
+            self.end(CLOSE_POLICY, "sends more than it reads")  # our replies pile up: the peer reads nothing
+
+    def handle_events(self) -> None:
+        # Every frame costs a parse, and a ping a pong: count them before they are handled.
+        if self.conn.events and not self._within_budget(len(self.conn.events)):
+            if not self.close_sent:
+                self.end(CLOSE_POLICY, "too many frames")
+            elif self._frames > 2 * FRAMES_PER_MINUTE:  # still flooding after our close frame
+                self.reset()
+        if self.transport.is_closing():
+            self.conn.events_received()  # dropped with the connection
+            return
+        super().handle_events()
+
+    def _within_budget(self, frames: int) -> bool:
+        now = self.loop.time()
+        if now - self._window_start > 60:
+            self._window_start, self._frames = now, 0
+        self._frames += frames
+        return self._frames <= FRAMES_PER_MINUTE
+
+    def handle_cont(self, event: WsFrame) -> None:
+        if len(self.frames) >= MAX_FRAGMENTS:  # empty fragments pass the size cap but grow this list
+            self.frames = []
+            self.end(CLOSE_POLICY, "too many fragments")
+            return
+        super().handle_cont(event)
+
+    def end(self, code: int, reason: str, *, reset: bool = False) -> None:
+        """Close with *code*: a close frame if it fits (and *reset* is False), else an RST (`reset`).
+
+        It fits when nothing is waiting to be sent. Otherwise the peer is not reading: the frame
+        would queue behind bytes it never takes, and so would the FIN after it, with the kernel
+        holding its send buffer (megabytes) meanwhile. A peer that does not answer the close
+        frame within `close_timeout` is reset too.
+        """
+        transport = self.transport
+        if self.close_sent or transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.close_sent = True
+        if reset or transport.get_write_buffer_size() or self.conn.state is not State.OPEN:
+            self.reset()
+            return
+        self.conn.send_close(code, reason)
+        transport.write(b"".join(self.conn.data_to_send()))
+        if self.read_paused:  # read on, for the peer's close frame
+            self.read_paused = False
+            transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.reset)
+
+    def reset(self) -> None:
+        """Drop the connection with an RST: the kernel frees what was unsent at once."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        transport.abort()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        # The ASGI path's close takes the same road as the direct one, without waiting for the buffer to drain.
+        if message["type"] == "websocket.close" and self.handshake_complete and self.initial_response is None:
+            self.end(message.get("code", 1000), message.get("reason") or "")
+            return
+        await super().send(message)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -288,9 +363,8 @@ class DirectReader(Reader):
             self._socket.write(frame.ws)
 
     def close(self, code: int, reason: str = "", *, abort: bool = False) -> None:
-        """Close with *code*; the connection is aborted when its peer stalled (or *abort*)."""
+        """Close with *code*: a close frame if it fits, else (or with *abort*) an RST."""
         if self.close_code is not None:
             return
         super().close(code, reason)
-        stalled = abort or self._socket.buffered() > self._limit
-        self._socket.close(code, reason, abort=stalled)
+        self._socket.close(code, reason, abort=abort)

@@ -70,8 +70,12 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
     direct: DirectSocket | None = websocket.scope.get("extensions", {}).get(EXTENSION)
     limit = svc.settings.reader_buffer_bytes
     conflate = request.conflate
-    reader = (DirectReader(direct, limit, conflate=conflate) if direct is not None and svc.settings.direct_write
-              else Reader(limit, conflate=conflate))
+    if direct is None:
+        reader = Reader(limit, conflate=conflate)
+    else:
+        direct.limit_output(limit)
+        reader = (DirectReader(direct, limit, conflate=conflate) if svc.settings.direct_write
+                  else _SocketReader(direct, limit, conflate=conflate))
     try:
         # The contract resumes only with both: a seq without its epoch could count in another history.
         since = request.since if request.epoch is not None else None
@@ -111,6 +115,25 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass
     return False
+
+
+class _SocketReader(Reader):
+    """A reader on the ASGI path whose socket is known: closing a stalled one drops its connection at once.
+
+    Its writer may be waiting for a buffer the peer never drains; without this, an evicted
+    reader's connection would stay open (and its kernel buffer full) for good.
+    """
+
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: DirectSocket, limit_bytes: int, *, conflate: bool = False) -> None:
+        super().__init__(limit_bytes, conflate=conflate)
+        self._socket = socket
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is None and self._socket.buffered():
+            self._socket.close(code, reason)  # it does not fit: an RST, which also frees the writer
+        super().close(code, reason)
 
 
 class _DetachedReader:

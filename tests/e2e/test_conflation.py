@@ -56,9 +56,12 @@ class StalledReader:
             self._writer.write(data)
 
     async def next(self, timeout: float = 10.0) -> dict[str, Any] | None:
-        """The next message, or None when the server closed the connection."""
+        """The next message, or None when the server closed (or, evicting a stalled reader, reset) the connection."""
         while not self._pending:
-            data = await asyncio.wait_for(self._reader.read(65536), timeout)
+            try:
+                data = await asyncio.wait_for(self._reader.read(65536), timeout)
+            except ConnectionResetError:
+                return None
             if not data:
                 return None
             self._protocol.receive_data(data)
