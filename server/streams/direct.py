@@ -12,6 +12,13 @@ it; streams fall back to the standard ASGI path when the extension is missing (a
 another `--ws`) or `LIVEPUSH_DIRECT_WRITE=0`. Bytes written this way never go through the
 websockets state machine, which is sound for server-to-client data frames (unmasked, no
 fragments, no compression: permessage-deflate is off); pings, pongs and closes still do.
+
+The protocol also bounds what one connection can cost, whichever path writes to it: at most
+`FRAMES_PER_MINUTE` frames of any kind from the peer (a ping costs a parse and a pong; an empty
+fragment a parse and a list entry), `MAX_FRAGMENTS` per message, and unsent bytes past the
+reader's limit end the connection even when they are our own pongs. Every close sends a close
+frame only if it fits (nothing waiting to be sent); otherwise, and when the peer does not
+answer it in time, the connection is reset, so the kernel frees its send buffer at once.
 """
 
 from __future__ import annotations
@@ -284,9 +291,10 @@ class DirectReader(Reader):
     """A Reader whose frames are written to the socket inside `offer()`; no queue, no writer task.
 
     Its bound is the transport's own write buffer: past `limit_bytes` unsent, the reader is
-    closed with 1013 and the connection aborted. A reader that asked for conflation is instead
-    *held* while its transport is paused (above high water): events wait in the queue, where a
-    later edit replaces an older one, and go out in one write when the transport drains.
+    closed with 1013 and the connection reset (the close frame cannot fit). A reader that asked
+    for conflation is instead *held* while its transport is paused (above high water): events
+    wait in the queue, where a later edit replaces an older one, and go out in one write when
+    the transport drains.
     """
 
     __slots__ = ("_held", "_socket", "idle_checks", "quiet")

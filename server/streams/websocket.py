@@ -9,7 +9,7 @@ with `send()` and a receive loop keeps reading (uvicorn stops reading a socket, 
 included, until the app calls receive()).
 
 Whatever a reader sends is discarded; binary frames close with 1003, text that is not UTF-8
-with 1007, and a flood of messages with 1008.
+with 1007, and a flood of messages with 1008 (floods of frames are the protocol's: direct.py).
 """
 
 from __future__ import annotations
