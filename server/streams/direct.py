@@ -36,7 +36,7 @@ from websockets.frames import Frame as WsFrame
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from server.hub import CLOSE_POLICY, CLOSE_TRY_LATER, Batch, Reader
+from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_TRY_LATER, Batch, Reader
 from server.wire import Frame
 
 EXTENSION = "livepush.direct"
@@ -190,6 +190,14 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         transport.abort()
+
+    def shutdown(self) -> None:
+        # uvicorn's close at shutdown waits for the buffer to drain, and so would the stop, for a peer that never reads.
+        if self.transport.get_write_buffer_size() and not self.transport.is_closing():
+            self.stop_keepalive()
+            self.end(CLOSE_RESTARTING, "")
+            return
+        super().shutdown()
 
     async def send(self, message: ASGISendEvent) -> None:
         # The ASGI path's close takes the same road as the direct one, without waiting for the buffer to drain.

@@ -179,3 +179,25 @@ async def test_an_evicted_reader_is_reset_and_its_socket_freed_at_once(server: L
                 while await reader.read(65536):
                     pass
     await assert_the_server_is_fine(server)
+
+
+@pytest.mark.parametrize("path", ["direct", "asgi"])
+async def test_a_stalled_reader_does_not_hold_the_stop(start_server: ServerFactory, path: str) -> None:
+    """uvicorn's close at shutdown waits for a buffer this reader never drains: it is reset instead."""
+    # Never evicted (a large bound): only the stop can end this connection.
+    server = await start_server(direct_write=path == "direct", reader_buffer_bytes=64 * 1024 * 1024)
+    await server.create_blog("b1")
+    body = "<p>" + "x" * 30_000 + "</p>"
+    async with raw_socket(server, receive_buffer=4096) as (reader, _):
+        def unsent() -> int:
+            return sum(connection.transport.get_write_buffer_size()
+                       for connection in server.server.server_state.connections
+                       if hasattr(connection, "conn"))  # the WebSocket connections
+        while unsent() == 0:  # the reader reads nothing from here on
+            assert (await server.publish(body=body)).status_code == 201
+        async with asyncio.timeout(10):  # a guard: without the reset, uvicorn waits for this connection forever
+            await server.stop()
+        with pytest.raises(ConnectionResetError):
+            async with asyncio.timeout(10):
+                while await reader.read(65536):
+                    pass
