@@ -110,6 +110,9 @@ class Detached(Protocol):
     def lost(self) -> None:
         """The connection is gone (called once)."""
 
+    def closing(self, code: int, reason: str) -> None:
+        """The protocol ends the connection (a flood, a stop): close the reader, which calls `DirectSocket.close`."""
+
     def flow(self, paused: bool) -> None:
         """The transport's write buffer went above its high-water mark (True) or drained below low-water."""
 
@@ -131,13 +134,13 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         super().data_received(data)
         transport = self.transport
         if transport.get_write_buffer_size() > self.output_limit and not transport.is_closing():
-            self.end(CLOSE_POLICY, "sends more than it reads")  # our replies pile up: the peer reads nothing
+            self.refuse(CLOSE_POLICY, "sends more than it reads")  # our replies pile up: the peer reads nothing
 
     def handle_events(self) -> None:
         # Every frame costs a parse, and a ping a pong: count them before they are handled.
         if self.conn.events and not self._within_budget(len(self.conn.events)):
             if not self.close_sent:
-                self.end(CLOSE_POLICY, "too many frames")
+                self.refuse(CLOSE_POLICY, "too many frames")
             elif self._frames > 2 * FRAMES_PER_MINUTE:  # still flooding after our close frame
                 self.reset()
         if self.transport.is_closing():
@@ -155,9 +158,16 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_cont(self, event: WsFrame) -> None:
         if len(self.frames) >= MAX_FRAGMENTS:  # empty fragments pass the size cap but grow this list
             self.frames = []
-            self.end(CLOSE_POLICY, "too many fragments")
+            self.refuse(CLOSE_POLICY, "too many fragments")
             return
         super().handle_cont(event)
+
+    def refuse(self, code: int, reason: str) -> None:
+        """End the connection on the protocol's own account (a flood, a stop); a detached reader is closed first."""
+        handler = self.detached
+        if handler is not None:
+            handler.closing(code, reason)  # its reader stops writing, and closes the connection through `end`
+        self.end(code, reason)
 
     def end(self, code: int, reason: str, *, reset: bool = False) -> None:
         """Close with *code*: a close frame if it fits (and *reset* is False), else an RST (`reset`).
@@ -195,7 +205,9 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn's close at shutdown waits for the buffer to drain, and so would the stop, for a peer that never reads.
         if self.transport.get_write_buffer_size() and not self.transport.is_closing():
             self.stop_keepalive()
-            self.end(CLOSE_RESTARTING, "")
+            self.refuse(CLOSE_RESTARTING, "")  # nothing fits, so this resets...
+            if not self.transport.is_closing():
+                self.reset()  # ...and so must a close frame already sent behind the same bytes
             return
         super().shutdown()
 

@@ -157,6 +157,9 @@ class _DetachedReader:
     def flow(self, paused: bool) -> None:
         self._reader.flow(paused)
 
+    def closing(self, code: int, reason: str) -> None:
+        self._reader.close(code, reason)
+
     def lost(self) -> None:
         reader, svc = self._reader, self._svc
         if reader.close_code is None:

@@ -103,8 +103,12 @@ async def test_a_ping_flood_is_closed_with_1008(server: LiveServer) -> None:
     async with raw_socket(server) as (reader, writer):
         writer.write(b"".join(frame(PING, b"p" * 125) for _ in range(direct.FRAMES_PER_MINUTE + 10)))
         code, reason, pongs = await read_until_close(reader)
-    assert (code, reason) == (1008, "too many frames")
-    assert pongs <= direct.FRAMES_PER_MINUTE + 10
+        assert (code, reason) == (1008, "too many frames")
+        assert pongs <= direct.FRAMES_PER_MINUTE + 10
+        assert (await server.publish()).status_code == 201  # the closed reader is sent nothing more
+        writer.write(frame(0x8, code.to_bytes(2, "big")))  # our half of the closing handshake
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # no frame after the close frame, then the server's FIN
     await assert_the_server_is_fine(server)
 
 
