@@ -33,6 +33,7 @@ from server.canary import Canary
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
 from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits
+from server.engine.outbox import Outbox
 from server.feed import Feeds
 from server.headers import SecurityHeaders
 from server.hub import CLOSE_RESTARTING, Hub
@@ -48,6 +49,11 @@ from server.settings import Settings
 from server.streams.keepalive import Keepalive
 from server.streams.sse import sse_stream
 from server.streams.websocket import websocket_stream
+from server.webhooks.dispatcher import Dispatcher
+from server.webhooks.guard import Guard
+from server.webhooks.metrics import WebhookCollector
+from server.webhooks.service import Webhooks
+from server.wire import Frame
 
 VERSION = "0.1.0"
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
@@ -56,9 +62,14 @@ CLOSE_SECONDS = 5.0  # for the relay and the engine to close at shutdown
 
 
 def make_engine(settings: Settings) -> Engine:
-    """The engine the settings ask for: Redis when REDIS_URL is set, else the in-process one."""
-    limits = Limits(history_size=settings.history_size, history_bytes=settings.history_bytes,
-                    posts_per_blog=settings.max_posts_per_blog, blogs=settings.max_blogs)
+    """The engine the settings ask for: Redis when REDIS_URL is set, else the in-process one.
+
+    History keeps at least LIVEPUSH_WEBHOOK_MAX_BACKLOG events per blog (within LIVEPUSH_HISTORY_BYTES):
+    it is the webhooks' outbox.
+    """
+    limits = Limits(history_size=max(settings.history_size, settings.webhook_max_backlog),
+                    history_bytes=settings.history_bytes, posts_per_blog=settings.max_posts_per_blog,
+                    blogs=settings.max_blogs)
     if settings.redis_url:
         from server.engine.redis import RedisEngine
 
@@ -66,6 +77,17 @@ def make_engine(settings: Settings) -> Engine:
     from server.engine.memory import MemoryEngine
 
     return MemoryEngine(limits)
+
+
+def make_outbox(settings: Settings) -> Outbox:
+    """Webhook storage beside the engine: in Redis when REDIS_URL is set, else in this process."""
+    if settings.redis_url:
+        from server.engine.outbox_redis import RedisOutbox
+
+        return RedisOutbox(settings.redis_url)
+    from server.engine.outbox_memory import MemoryOutbox
+
+    return MemoryOutbox()
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
@@ -109,20 +131,31 @@ def build_services(settings: Settings, engine: Engine) -> tuple[Services, tuple[
     """Everything the routes reach through `services(request)`, and the app's background tasks."""
     hub = Hub()
     relay = Relay(engine, hub)
-    canary = Canary(engine.send_canary, relay.deliver, timeout=settings.canary_timeout)
+    outbox = make_outbox(settings)
+    guard = Guard(settings.webhook_allow_private)
+    dispatcher = Dispatcher(engine, outbox, guard, settings)
+
+    def deliver(frame: Frame) -> None:
+        relay.deliver(frame)
+        dispatcher.notify(frame)
+
+    canary = Canary(engine.send_canary, deliver, timeout=settings.canary_timeout)
     loop_lag = LoopLag()
     admission = Admission(settings.max_streams, settings.max_streams_per_address, settings.max_loop_lag,
                           lambda: loop_lag.lag)
     feeds = Feeds(engine, hub, relay, settings.snapshot_size,
                   min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4),
                   cache_bytes=settings.snapshot_cache_bytes)
+    metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag)
+    metrics.registry.register(WebhookCollector(dispatcher))
     svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds, newsroom=Newsroom(engine),
-                   metrics=Metrics(hub, relay, feeds, canary, admission, engine, loop_lag),
+                   metrics=metrics,
                    pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
                    auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
                    writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
-                   admission=admission, keepalive=Keepalive(settings.ping_interval))
-    return svc, (canary, svc.keepalive, loop_lag)
+                   admission=admission, keepalive=Keepalive(settings.ping_interval),
+                   webhooks=Webhooks(engine, outbox, guard, dispatcher, settings.webhook_max_endpoints))
+    return svc, (canary, svc.keepalive, loop_lag, dispatcher)
 
 
 async def _start(svc: Services, background: tuple[Background, ...]) -> None:
@@ -138,6 +171,7 @@ async def _stop(svc: Services, background: tuple[Background, ...]) -> None:
     """The lifespan's exit: every wait has a deadline, so a task that ignores its cancellation cannot hold it."""
     svc.drainer.begin_stop()
     stopped = await stop_all(background, STOP_SECONDS)
+    stopped &= await within(svc.webhooks.close(), CLOSE_SECONDS, "closing the webhook outbox")
     svc.hub.close_all(CLOSE_RESTARTING, "server restarting")
     stopped &= await within(svc.relay.close(), CLOSE_SECONDS, "closing the relay")
     stopped &= await within(svc.engine.close(), CLOSE_SECONDS, "closing the engine")
@@ -152,6 +186,7 @@ def _resync(svc: Services) -> Callable[[], None]:
 
     def resync() -> None:
         svc.relay.resync()
+        svc.webhooks.resync()
         if svc.settings.demo:  # storage may have come back empty
             task = asyncio.ensure_future(_load_demo(svc.engine))
             reloads.add(task)

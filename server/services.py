@@ -23,6 +23,7 @@ from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.settings import Settings
 from server.streams.keepalive import Keepalive
+from server.webhooks.service import Webhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Services:
     canary: Canary
     admission: Admission
     keepalive: Keepalive
+    webhooks: Webhooks
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -55,6 +55,15 @@ class Settings:
     access_log: bool = False
     log_json: bool = True
     log_level: str = "info"
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0
+    webhook_retry_window: float = 24 * 3600.0
+    webhook_backoff_base: float = 1.0
+    webhook_backoff_max: float = 3600.0
+    webhook_max_backlog: int = 1000
+    webhook_lease: float = 10.0
+    webhook_poll_interval: float = 1.0
+    webhook_max_endpoints: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +122,16 @@ class Settings:
             write_rate=reader.number("LIVEPUSH_WRITE_RATE", 100.0, low=0.0, high=1e6),
             write_burst=reader.number("LIVEPUSH_WRITE_BURST", 500.0, low=1.0, high=1e7),
             log_level=(reader.text("LIVEPUSH_LOG_LEVEL") or "info").lower(),
+            webhook_allow_private=reader.flag("LIVEPUSH_WEBHOOK_ALLOW_PRIVATE", default=False),
+            webhook_timeout=reader.number("LIVEPUSH_WEBHOOK_TIMEOUT", 10.0, low=0.1, high=120.0),
+            webhook_retry_window=reader.number("LIVEPUSH_WEBHOOK_RETRY_WINDOW", 24 * 3600.0, low=1.0,
+                                               high=30 * 24 * 3600.0),
+            webhook_backoff_base=reader.number("LIVEPUSH_WEBHOOK_BACKOFF_BASE", 1.0, low=0.01, high=3600.0),
+            webhook_backoff_max=reader.number("LIVEPUSH_WEBHOOK_BACKOFF_MAX", 3600.0, low=0.01, high=24 * 3600.0),
+            webhook_max_backlog=reader.integer("LIVEPUSH_WEBHOOK_MAX_BACKLOG", 1000, low=100, high=1_000_000),
+            webhook_lease=reader.number("LIVEPUSH_WEBHOOK_LEASE", 10.0, low=0.5, high=600.0),
+            webhook_poll_interval=reader.number("LIVEPUSH_WEBHOOK_POLL_INTERVAL", 1.0, low=0.01, high=60.0),
+            webhook_max_endpoints=reader.integer("LIVEPUSH_WEBHOOK_MAX_ENDPOINTS", 100, low=1, high=10_000),
         )
         if (env.get("LIVEPUSH_LOG_FORMAT") or "json").strip().lower() not in ("json", "text"):
             errors.append("LIVEPUSH_LOG_FORMAT: json or text")

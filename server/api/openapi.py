@@ -14,7 +14,8 @@ from server.model import Problem
 
 _REASONS = {
     400: "Malformed JSON or header", 401: "No or bad token", 403: "Token not allowed for this blog",
-    404: "Unknown blog or post", 409: "Conflict (id exists, blog ended)", 410: "Events no longer kept",
+    404: "Unknown blog, post or webhook", 409: "Conflict (id exists, blog ended, too many webhooks)",
+    410: "Events no longer kept",
     412: "Stale If-Match", 413: "Body too large", 415: "Not JSON", 422: "Invalid field", 429: "Too many requests",
     503: "Engine unavailable",
 }
@@ -57,7 +58,7 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             "application/json": {"schema": refs[(op.response, kind)]}}}},
     }
     parameters: list[dict[str, Any]] = []
-    for name in ("blog", "post"):
+    for name in ("blog", "post", "webhook"):
         if "{" + name + "}" in op.path:
             parameters.append({"name": name, "in": "path", "required": True,
                                "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"}})

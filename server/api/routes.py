@@ -15,10 +15,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server import wire
+from server.api.access import principal as _principal
 from server.api.body import fingerprint, read_model
 from server.api.errors import ApiError
-from server.auth import Principal, Unauthorized
-from server.logs import set_subject
+from server.api.webhooks import (
+    MAX_DELIVERIES,
+    create_webhook,
+    delete_webhook,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
+)
+from server.auth import Principal
 from server.model import (
     Blog,
     BlogCreate,
@@ -39,6 +47,14 @@ from server.newsroom import scoped_idempotency
 from server.paging import BadCursor, Order, decode_cursor
 from server.parsing import ascii_int
 from server.services import services
+from server.webhooks.model import (
+    DeliveryList,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookEndpoint,
+    WebhookList,
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_PAGE = 100
@@ -105,22 +121,6 @@ def _writer(request: Request, blog_id: str | None) -> Principal:
     if blog_id is not None and not principal.may_write(blog_id):
         raise ApiError(403, "forbidden", f"this token may not write blog {blog_id!r}", field="Authorization")
     _limit_rate(request, principal)
-    return principal
-
-
-def _principal(request: Request) -> Principal:
-    """Who the bearer token is; 401 without a valid one."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    challenge = 'Bearer realm="livepush"'
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>", field="Authorization",
-                       headers={"WWW-Authenticate": challenge})
-    try:
-        principal = services(request).auth.authenticate(token.strip())
-    except Unauthorized as exc:
-        raise ApiError(401, "invalid_token", str(exc), field="Authorization",
-                       headers={"WWW-Authenticate": challenge + ', error="invalid_token"'}) from None
-    set_subject(principal.subject)
     return principal
 
 
@@ -344,6 +344,7 @@ async def metrics(request: Request) -> Response:
 
 BLOG = "/api/blogs/{blog}"
 POST = "/api/blogs/{blog}/posts/{post}"
+WEBHOOK = "/api/webhooks/{webhook}"
 AUTH_ERRORS = (401, 403, 429)
 BODY_ERRORS = (400, 408, 413, 415, 422)
 IF_MATCH = Param("If-Match", "header", "the post version you edited (its ETag); 412 when stale",
@@ -388,6 +389,18 @@ OPERATIONS: tuple[Operation, ...] = (
                             {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE}),
                       Param("epoch", "query", "the epoch that seq counts in; 410 when it changed",
                             {"type": "string"}))),
+    Operation("POST", "/api/webhooks", create_webhook, "Register a webhook endpoint (its secret is shown only here)",
+              201, WebhookCreated, WebhookCreate, (401, 403, *BODY_ERRORS, 409), auth=True, tag="webhooks"),
+    Operation("GET", "/api/webhooks", list_webhooks, "List webhook endpoints", 200, WebhookList, None, (401, 403),
+              auth=True, tag="webhooks"),
+    Operation("GET", WEBHOOK, get_webhook, "One webhook endpoint, with why it was disabled", 200, WebhookEndpoint,
+              None, (401, 403, 404), auth=True, tag="webhooks"),
+    Operation("DELETE", WEBHOOK, delete_webhook, "Delete a webhook endpoint (deliveries stop)", 200, WebhookDeleted,
+              None, (401, 403, 404), auth=True, tag="webhooks"),
+    Operation("GET", WEBHOOK + "/deliveries", list_deliveries, "Recent delivery attempts, newest first", 200,
+              DeliveryList, None, (401, 403, 404, 422), auth=True, tag="webhooks",
+              params=(Param("limit", "query", "how many", {"type": "integer", "minimum": 1,
+                                                            "maximum": MAX_DELIVERIES}),)),
     Operation("GET", "/healthz", healthz, "The process is up", 200, Health, tag="operations"),
     Operation("GET", "/readyz", readyz, "The engine is reachable", 200, Health, None, (503,), tag="operations"),
 )

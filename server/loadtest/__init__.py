@@ -15,8 +15,9 @@ Modules:
     summary.py      figures and verdict                     console.py, report_html.py, svg.py: reports
     arrivals.py     browser-like arrivals (page, assets, stream) browser.py   a visitor's HTTP cache
 
-The tool is its own extra (`pip install 'livepush[loadtest]'`): httpx, rich and hdrhistogram are
-not dependencies of the server, which never imports this package (`livepush loadtest` does, lazily).
+The tool is its own extra (`pip install 'livepush[loadtest]'`): rich and hdrhistogram are not
+dependencies of the server, which never imports this package (`livepush loadtest` does, lazily).
+httpx (and h11 under it) are: the server delivers webhooks with httpx.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 from collections.abc import Sequence
 
 EXTRA = "pip install 'livepush[loadtest]'"
-REQUIRED = (("httpx", "httpx"), ("h11", "h11"), ("rich", "rich"), ("hdrh", "hdrhistogram"))  # (module, distribution)
+REQUIRED = (("rich", "rich"), ("hdrh", "hdrhistogram"))  # (module, distribution); httpx and h11 come with the server
 
 
 def missing_requirements() -> list[str]:
