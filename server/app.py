@@ -6,9 +6,10 @@ Only this module chooses an engine. Everything else receives its collaborators.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -29,18 +30,21 @@ from server.api.openapi import openapi_document
 from server.api.routes import OPERATIONS, api_routes, json_response
 from server.auth import Authenticator
 from server.background import STOP_SECONDS, Background, stop_all, within
+from server.cache import PageCache
 from server.canary import Canary
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
 from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits
 from server.engine.outbox import Outbox
 from server.feed import Feeds
-from server.headers import SecurityHeaders
+from server.headers import SecurityHeaders, security_headers
 from server.hub import CLOSE_RESTARTING, Hub
 from server.logs import RequestIds
 from server.metrics import Metrics
 from server.newsroom import Newsroom
-from server.pages.render import PageRenderer
+from server.pages.assets import Assets, content_version
+from server.pages.fastpath import CachedPages
+from server.pages.render import TEMPLATES_DIR, PageRenderer
 from server.pages.routes import page_routes
 from server.ratelimit import RateLimiter
 from server.relay import Relay
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """
     chosen = settings = settings or Settings.from_env()
     openapi = openapi_document(OPERATIONS, VERSION)
+    asset_version, _ = versions()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -116,15 +121,56 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         WebSocketRoute("/ws/blogs/{blog}", websocket_stream),
         Route("/sse/blogs/{blog}", sse_stream, methods=["GET"]),
         *page_routes(),
-        Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client"),
+        Mount("/client/v/{version}", Assets(CLIENT_DIR, asset_version), name="client-versioned"),
+        Mount("/client", Assets(CLIENT_DIR), name="client"),
         Mount("/static/demo", StaticFiles(directory=str(IMAGES)), name="demo-images"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds), Middleware(SecurityHeaders),
-                                                                  _read_cors(settings),
-                                                                  Middleware(LastResort, on_error=_record_500)],
-                     exception_handlers={
+    routes.append(Route("/{path:path}/", slash_redirect(settings.base_url)))
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(CachedPages), Middleware(RequestIds), Middleware(SecurityHeaders),
+                                _read_cors(settings), Middleware(LastResort, on_error=_record_500)],
+                    exception_handlers={
         ApiError: _api_error, EngineError: _engine_error, HTTPException: _http_error, Exception: _server_error,
     })
+    # Starlette's own redirect builds its Location from the request's Host: an open redirect. The
+    # route above builds it from the public base URL instead.
+    app.router.redirect_slashes = False
+    return app
+
+
+def _vary(settings: Settings) -> bytes:
+    """Vary of a cached response once CORSMiddleware has seen it (it adds Origin unless any origin is allowed)."""
+    return b"Accept-Encoding" if "*" in settings.allowed_origins else b"Accept-Encoding, Origin"
+
+
+def cache_control(settings: Settings) -> str:
+    """Cache-Control of cached pages and first pages of posts: short for browsers and CDNs, stale allowed
+    while revalidating or when this server fails (the widget catches up from the page's data-seq)."""
+    return (f"public, max-age={settings.page_max_age}, s-maxage={settings.page_s_maxage}, "
+            f"stale-while-revalidate={settings.page_stale_while_revalidate}, "
+            f"stale-if-error={settings.page_stale_if_error}")
+
+
+def slash_redirect(base_url: str) -> Callable[[Request], Awaitable[Response]]:
+    """`/newsroom/` -> 307 to `<public base URL>/newsroom` (query kept), for any path with a trailing slash."""
+
+    async def redirect(request: Request) -> Response:
+        path = request.scope.get("raw_path") or request.scope["path"].encode()
+        target = path.decode("latin-1").split("?", 1)[0].rstrip("/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/" + target.lstrip("/")
+        query = request.scope["query_string"].decode("latin-1")
+        return RedirectResponse(base_url + target + ("?" + query if query else ""), status_code=307)
+
+    return redirect
+
+
+@functools.cache
+def versions() -> tuple[str, str]:
+    """(hash of client_demo/, build id). Cached responses are tagged with the build: a deploy that changes
+    a template or an asset must not answer 304 to a copy rendered by the old one."""
+    assets = content_version(CLIENT_DIR)
+    return assets, f"{VERSION}.{assets}.{content_version(TEMPLATES_DIR)}"
 
 
 def build_services(settings: Settings, engine: Engine) -> tuple[Services, tuple[Background, ...]]:
@@ -146,15 +192,19 @@ def build_services(settings: Settings, engine: Engine) -> tuple[Services, tuple[
     feeds = Feeds(engine, hub, relay, settings.snapshot_size,
                   min(HISTORY_CHUNK_BYTES, settings.reader_buffer_bytes // 4),
                   cache_bytes=settings.snapshot_cache_bytes)
-    metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag)
+    asset_version, build = versions()
+    page_cache = PageCache(relay, settings.page_cache_bytes, cache_control(settings), build, security_headers,
+                           _vary(settings))
+    metrics = Metrics(hub, relay, feeds, canary, admission, engine, loop_lag, page_cache)
     metrics.registry.register(WebhookCollector(dispatcher))
     svc = Services(settings=settings, engine=engine, hub=hub, relay=relay, feeds=feeds, newsroom=Newsroom(engine),
                    metrics=metrics,
-                   pages=PageRenderer(), drainer=Drainer(hub, settings.drain_seconds),
+                   pages=PageRenderer(asset_version=asset_version), drainer=Drainer(hub, settings.drain_seconds),
                    auth=Authenticator(settings.admin_token, settings.jwt_secret, settings.jwt_audience),
                    writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
                    admission=admission, keepalive=Keepalive(settings.ping_interval),
-                   webhooks=Webhooks(engine, outbox, guard, dispatcher, settings.webhook_max_endpoints))
+                   webhooks=Webhooks(engine, outbox, guard, dispatcher, settings.webhook_max_endpoints),
+                   page_cache=page_cache)
     return svc, (canary, svc.keepalive, loop_lag, dispatcher)
 
 
@@ -170,6 +220,7 @@ async def _start(svc: Services, background: tuple[Background, ...]) -> None:
 async def _stop(svc: Services, background: tuple[Background, ...]) -> None:
     """The lifespan's exit: every wait has a deadline, so a task that ignores its cancellation cannot hold it."""
     svc.drainer.begin_stop()
+    svc.page_cache.close()
     stopped = await stop_all(background, STOP_SECONDS)
     stopped &= await within(svc.webhooks.close(), CLOSE_SECONDS, "closing the webhook outbox")
     svc.hub.close_all(CLOSE_RESTARTING, "server restarting")

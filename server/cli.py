@@ -23,7 +23,7 @@ from server.auth import mint_token, parse_ttl
 from server.demo import DEMO_BLOG_ID
 from server.http_limits import LimitedHttpProtocol
 from server.logs import log_config
-from server.settings import Settings, SettingsError
+from server.settings import Settings, SettingsError, default_public_url
 from server.streams.direct import DirectWebSocketProtocol
 
 WS_MAX_MESSAGE = 64 * 1024
@@ -89,8 +89,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     # Workers re-read the environment: hand them the same admin token this process prints.
     os.environ["LIVEPUSH_ADMIN_TOKEN"] = settings.admin_token
     raise_open_files_limit()
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host  # noqa: S104
-    base = f"http://{shown}:{port}"
+    base = settings.public_url or default_public_url(host, port)
+    # Workers build their settings from the environment: every absolute URL they write uses this base.
+    os.environ["LIVEPUSH_PUBLIC_URL"] = base
     engine = "redis" if settings.redis_url else "in-process (memory)"
     print(f"livepush on {base}  (engine: {engine}, workers: {workers})", flush=True)
     if settings.demo:
@@ -105,7 +106,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     uvicorn.run(
         "server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         loop="auto", http=LimitedHttpProtocol, ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
-        ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, proxy_headers=True, server_header=False,
+        ws_max_size=WS_MAX_MESSAGE, log_level=settings.log_level, server_header=False,
+        # X-Forwarded-For/-Proto are believed only from the proxies named: never by default (not even loopback).
+        proxy_headers=bool(settings.forwarded_allow_ips), forwarded_allow_ips=settings.forwarded_allow_ips or None,
         access_log=settings.access_log, log_config=log_config(settings.log_level, settings.log_json),
         backlog=16384,  # a reconnect storm of 10k readers overflows the default 2048
         timeout_graceful_shutdown=GRACEFUL_SECONDS,

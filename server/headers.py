@@ -38,3 +38,8 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def security_headers(content_type: bytes) -> list[tuple[bytes, bytes]]:
+    """The header lines SecurityHeaders adds to a response of *content_type* (for responses built ahead)."""
+    return ALWAYS + PAGES if content_type.startswith(b"text/html") else list(ALWAYS)

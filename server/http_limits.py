@@ -39,6 +39,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from server import wire
+from server.pages.fastpath import raw_answer
 from server.services import Services
 
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -65,6 +66,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     _message_complete = True  # the current request has been received whole
     _refused = False  # answered 408/431; reading only to let the client see the answer
     _write_deadline: asyncio.TimerHandle | None = None  # armed while writing is paused
+    _direct = False  # the current request was answered from the page cache, without an ASGI cycle
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -146,7 +148,22 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_headers = False
         if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEADER_BYTES:
             raise _HeadersTooLarge  # it came in one read with the end of headers; no request cycle may start
-        super().on_headers_complete()
+        if not self._answered_from_cache():
+            super().on_headers_complete()
+
+    def _answered_from_cache(self) -> bool:
+        """A current cached page is written straight away: no ASGI request, no task (server.pages.fastpath)."""
+        svc = self.app_state.get("services")
+        busy = self.cycle is not None and not self.cycle.response_complete  # pipelined behind a running request
+        if (busy or not isinstance(svc, Services) or self.access_log or self.parser.get_http_version() != "1.1"
+                or not self.parser.should_keep_alive() or self.parser.should_upgrade()):
+            return False
+        answer = raw_answer(svc, self.parser.get_method(), self.url, self.headers, self.server_state.default_headers)
+        if answer is None:
+            return False
+        self.transport.writelines(answer)
+        self._direct = True
+        return True
 
     def on_message_complete(self) -> None:
         self._message_complete = True
@@ -154,6 +171,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_bytes = 0
         self._disarm()
+        if self._direct:  # answered at the end of its headers; it had no body
+            self._direct = False
+            self.on_response_complete()
+            return
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

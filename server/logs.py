@@ -26,6 +26,7 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 audit = logging.getLogger("livepush.api")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VALID_ID_BYTES = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 # livepush reads tokens only from Authorization, but a client may still put one in a URL, and the
 # access log (LIVEPUSH_ACCESS_LOG=1) writes URLs with their query strings.
 _SECRET_PARAM = re.compile(
@@ -38,6 +39,11 @@ def redact(text: str) -> str:
     if "=" in text or "earer" in text:
         text = _BEARER.sub(r"\1[redacted]", _SECRET_PARAM.sub(r"\1[redacted]", text))
     return text
+
+
+def valid_request_id(value: bytes) -> bool:
+    """Whether a client's X-Request-ID is echoed as is (else a new id is made): what RequestIds accepts."""
+    return _VALID_ID_BYTES.fullmatch(value) is not None
 
 
 @dataclass(slots=True)

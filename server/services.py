@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 
 from server.admission import Admission
 from server.auth import Authenticator
+from server.cache import PageCache
 from server.canary import Canary
 from server.drain import Drainer
 from server.engine import Engine
@@ -43,6 +44,7 @@ class Services:
     admission: Admission
     keepalive: Keepalive
     webhooks: Webhooks
+    page_cache: PageCache
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -64,6 +64,19 @@ class Settings:
     webhook_lease: float = 10.0
     webhook_poll_interval: float = 1.0
     webhook_max_endpoints: int = 100
+    public_url: str = ""
+    forwarded_allow_ips: str = ""
+    page_cache_bytes: int = 64 * 1024 * 1024
+    page_max_age: int = 0
+    page_s_maxage: int = 2
+    page_stale_while_revalidate: int = 30
+    page_stale_if_error: int = 600
+    index_page_size: int = 50
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL every absolute link is built from: LIVEPUSH_PUBLIC_URL, else what `serve` prints."""
+        return self.public_url or default_public_url(self.host, self.port)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +145,14 @@ class Settings:
             webhook_lease=reader.number("LIVEPUSH_WEBHOOK_LEASE", 10.0, low=0.5, high=600.0),
             webhook_poll_interval=reader.number("LIVEPUSH_WEBHOOK_POLL_INTERVAL", 1.0, low=0.01, high=60.0),
             webhook_max_endpoints=reader.integer("LIVEPUSH_WEBHOOK_MAX_ENDPOINTS", 100, low=1, high=10_000),
+            public_url=_public_url(reader.text("LIVEPUSH_PUBLIC_URL"), errors),
+            forwarded_allow_ips=reader.text("LIVEPUSH_FORWARDED_ALLOW_IPS") or reader.text("FORWARDED_ALLOW_IPS") or "",
+            page_cache_bytes=reader.integer("LIVEPUSH_PAGE_CACHE_BYTES", 64 << 20, low=0, high=1 << 34),
+            page_max_age=reader.integer("LIVEPUSH_PAGE_MAX_AGE", 0, low=0, high=86400),
+            page_s_maxage=reader.integer("LIVEPUSH_PAGE_S_MAXAGE", 2, low=0, high=86400),
+            page_stale_while_revalidate=reader.integer("LIVEPUSH_PAGE_STALE_WHILE_REVALIDATE", 30, low=0, high=86400),
+            page_stale_if_error=reader.integer("LIVEPUSH_PAGE_STALE_IF_ERROR", 600, low=0, high=7 * 86400),
+            index_page_size=reader.integer("LIVEPUSH_INDEX_PAGE_SIZE", 50, low=1, high=1000),
         )
         if (env.get("LIVEPUSH_LOG_FORMAT") or "json").strip().lower() not in ("json", "text"):
             errors.append("LIVEPUSH_LOG_FORMAT: json or text")
@@ -140,6 +161,31 @@ class Settings:
         if errors:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
         return settings
+
+
+def default_public_url(host: str, port: int) -> str:
+    """What `livepush serve` prints: http://localhost:PORT for a loopback or wildcard address."""
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost") else host  # noqa: S104
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _public_url(value: str | None, errors: list[str]) -> str:
+    """An origin like https://live.example (no path, query or fragment), without its trailing slash."""
+    if value is None:
+        return ""
+    url = value.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query
+            or parts.fragment or parts.username is not None or parts.password is not None):
+        errors.append(f"LIVEPUSH_PUBLIC_URL: {value!r} is not an origin like https://live.example")
+        return ""
+    return url.lower()
 
 
 @dataclass(slots=True)

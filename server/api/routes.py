@@ -27,6 +27,7 @@ from server.api.webhooks import (
     list_webhooks,
 )
 from server.auth import Principal
+from server.cache import Rendered, consistent_read
 from server.model import (
     Blog,
     BlogCreate,
@@ -44,9 +45,10 @@ from server.model import (
     is_slug,
 )
 from server.newsroom import scoped_idempotency
-from server.paging import BadCursor, Order, decode_cursor
+from server.paging import BadCursor, Order, Page, decode_cursor
 from server.parsing import ascii_int
-from server.services import services
+from server.responses import cached_response
+from server.services import Services, services
 from server.webhooks.model import (
     DeliveryList,
     WebhookCreate,
@@ -262,8 +264,26 @@ async def list_posts(request: Request) -> Response:
         key = decode_cursor(before) if before is not None else None
     except BadCursor:
         raise ApiError(422, "invalid_field", "before is not a cursor from this server", field="before") from None
-    page = await svc.engine.list_posts(blog_id, limit, order, key)
-    return json_response({"posts": [wire.post_json(post) for post in page.posts], "next": page.next})
+    if key is not None:
+        page = await svc.engine.list_posts(blog_id, limit, order, key)
+        return json_response(_posts_json(page))
+    return cached_response(request, await svc.page_cache.get(
+        ("posts", blog_id, order, str(limit)), lambda: _first_posts(svc, blog_id, limit, order), front=True))
+
+
+def _posts_json(page: Page) -> dict[str, Any]:
+    return {"posts": [wire.post_json(post) for post in page.posts], "next": page.next}
+
+
+async def _first_posts(svc: Services, blog_id: str, limit: int, order: Order) -> Rendered:
+    """The first page of posts, tied to the blog state it shows (cached, with an ETag, per state)."""
+    if order == "newest":
+        snap = await svc.engine.snapshot(blog_id, limit)
+        blog, page, consistent = snap.blog, snap.page, True
+    else:
+        blog, page, consistent = await consistent_read(
+            svc.engine, blog_id, lambda: svc.engine.list_posts(blog_id, limit, order, None))
+    return Rendered(blog.id, blog.epoch, blog.seq, wire.dumps(_posts_json(page)), b"application/json", consistent)
 
 
 async def get_post(request: Request) -> Response:

@@ -177,10 +177,13 @@ class PageRenderer:
     thread-safe, and no method touches I/O beyond the first load of each template.
 
     Every method takes `asset_base`, the URL prefix under which client_demo/ is served as `/client/`
-    ("" for the same origin, so the stylesheet is `/client/livepush.css`).
+    ("" for the same origin, so the stylesheet is `/client/livepush.css`). With an *asset_version*
+    (server.pages.assets: a hash of client_demo/), pages link `/client/v/<version>/...` instead: URLs
+    that change with every deploy that changes an asset, so assets can be cached for a year.
     """
 
-    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR, asset_version: str = "") -> None:
+        self._client = f"/client/v/{asset_version}" if asset_version else "/client"
         self._env = Environment(
             loader=FileSystemLoader(templates_dir),
             autoescape=select_autoescape(["html"]),
@@ -191,10 +194,12 @@ class PageRenderer:
         )
 
     def _render(self, name: str, *, asset_base: str, **context: Any) -> str:
-        return self._env.get_template(name).render(asset_base=asset_base.rstrip("/"), **context)
+        return self._env.get_template(name).render(client=asset_base.rstrip("/") + self._client, **context)
 
-    def index(self, blogs: Sequence[Mapping[str, Any]], *, asset_base: str = "") -> str:
-        """The list of blogs, each linking to its reader page."""
+    def index(self, blogs: Sequence[Mapping[str, Any]], *, next_url: str | None = None, first: bool = True,
+              asset_base: str = "") -> str:
+        """One page of the list of blogs, each linking to its reader page. *next_url* links the following
+        page; a page that is not the *first* links back to the first."""
         items = [
             {
                 "id": blog["id"],
@@ -208,7 +213,8 @@ class PageRenderer:
             }
             for blog in blogs
         ]
-        return self._render("index.html", asset_base=asset_base, blogs=items)
+        pages = {"first": None if first else "/", "next": next_url}
+        return self._render("index.html", asset_base=asset_base, blogs=items, pages=pages)
 
     def blog(
         self,

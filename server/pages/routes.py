@@ -1,55 +1,85 @@
-"""Routes of the public pages: the blog list, a blog's reader page, and the newsroom console."""
+"""Routes of the public pages: the blog list, a blog's reader page, and the newsroom console.
+
+Reader pages come from the page cache (server.cache): rendered once per blog state and variant,
+served with a strong ETag and CDN Cache-Control; current hits never reach this module (see
+server.pages.fastpath). The index and the console are rendered per request and carry only
+validators (an ETag of their bytes, `Cache-Control: no-cache`). Absolute URLs use the configured
+public base URL, never the request's Host.
+"""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from server import wire
+from server.cache import Rendered, consistent_read
 from server.engine import BlogNotFound
-from server.model import is_slug
+from server.model import Blog, is_slug
+from server.pages.fastpath import page_key
 from server.paging import BadCursor, Order, Page, decode_cursor
-from server.services import services
+from server.responses import cached_response, validated
+from server.services import Services, services
+
+HTML = b"text/html; charset=utf-8"
 
 
 async def index(request: Request) -> Response:
     svc = services(request)
-    blogs = (await svc.engine.list_blogs(100, order="updated")).blogs
-    return HTMLResponse(svc.pages.index([wire.blog_json(blog) for blog in blogs]))
+    after = request.query_params.get("after") or None
+    try:
+        page = await svc.engine.list_blogs(svc.settings.index_page_size, after, order="updated")
+    except BadCursor:
+        after, page = None, await svc.engine.list_blogs(svc.settings.index_page_size, None, order="updated")
+    next_url = f"/?after={quote(page.next, safe='')}" if page.next else None
+    html = svc.pages.index([wire.blog_json(blog) for blog in page.blogs], next_url=next_url, first=after is None)
+    return validated(request, html.encode(), HTML)
 
 
 async def blog_page(request: Request) -> Response:
     svc = services(request)
     blog_id: str = request.path_params["blog"]
-    order: Order = "oldest" if request.query_params.get("order") == "oldest" else "newest"
+    if not is_slug(blog_id):
+        return _not_found(svc, f"the live blog {blog_id!r}")
+    key = page_key(blog_id, request.scope["query_string"])
+    order: Order = "oldest" if key[2] == "oldest" else "newest"
     try:
-        before = decode_cursor(request.query_params["before"]) if request.query_params.get("before") else None
+        before = decode_cursor(key[3]) if key[3] else None
     except BadCursor:
-        before = None
-    try:
-        if not is_slug(blog_id):
-            raise BlogNotFound(blog_id)
+        before, key = None, (key[0], key[1], key[2], "")
+
+    async def load() -> Rendered:
         if order == "newest" and before is None:
             # One read for blog and posts, so the page's data-seq matches exactly what it shows.
             snap = await svc.engine.snapshot(blog_id, svc.settings.snapshot_size)
-            blog, page = snap.blog, snap.page
-        else:
-            blog = await svc.engine.get_blog(blog_id)
-            page = await svc.engine.list_posts(blog_id, svc.settings.snapshot_size, order, before)
+            return _render(svc, snap.blog, snap.page, order, consistent=True)
+        blog, page, consistent = await consistent_read(
+            svc.engine, blog_id, lambda: svc.engine.list_posts(blog_id, svc.settings.snapshot_size, order, before))
+        return _render(svc, blog, page, order, consistent=consistent)
+
+    try:
+        entry = await svc.page_cache.get(key, load, front=before is None)
     except BlogNotFound:
-        return HTMLResponse(svc.pages.not_found(f"the live blog {blog_id!r}"), status_code=404)
-    return HTMLResponse(_render_blog(request, blog_id, wire.blog_json(blog), page, order))
+        return _not_found(svc, f"the live blog {blog_id!r}")
+    return cached_response(request, entry)
 
 
-def _render_blog(request: Request, blog_id: str, blog: dict[str, object], page: Page, order: Order) -> str:
-    page_url = str(request.base_url).rstrip("/") + f"/blogs/{blog_id}"
+def _render(svc: Services, blog: Blog, page: Page, order: Order, *, consistent: bool) -> Rendered:
+    page_url = f"{svc.settings.base_url}/blogs/{blog.id}"
     posts = [wire.post_json(post) for post in page.posts]
-    return services(request).pages.blog(blog, posts, next_cursor=page.next, page_url=page_url, order=order)
+    html = svc.pages.blog(wire.blog_json(blog), posts, next_cursor=page.next, page_url=page_url, order=order)
+    return Rendered(blog.id, blog.epoch, blog.seq, html.encode(), HTML, consistent)
 
 
 async def newsroom(request: Request) -> Response:
-    return HTMLResponse(services(request).pages.newsroom())
+    return validated(request, services(request).pages.newsroom().encode(), HTML)
+
+
+def _not_found(svc: Services, what: str) -> Response:
+    return HTMLResponse(svc.pages.not_found(what), status_code=404)
 
 
 def page_routes() -> list[Route]:
