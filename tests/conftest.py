@@ -124,7 +124,7 @@ class LiveServer:
         # The protocol classes `livepush serve` uses (server/cli.py), so read deadlines apply here too.
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
                                 http=LimitedHttpProtocol, ws=DirectWebSocketProtocol, ws_per_message_deflate=False,
-                                ws_max_size=64 * 1024)
+                                ws_max_size=64 * 1024, access_log=False)  # as `serve` runs (LIVEPUSH_ACCESS_LOG=0)
         self.server = uvicorn.Server(config)
         self.port = 0
         self._task: asyncio.Task[None] | None = None
