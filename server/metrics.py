@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from server.admission import Admission, LoopLag
+from server.cache import PageCache
 from server.canary import Canary
 from server.engine import Engine
 from server.feed import Feeds
@@ -70,6 +71,19 @@ class _FanoutCollector(Collector):
                                     value=self._canary.age)
 
 
+class _PageCacheCollector(Collector):
+    def __init__(self, cache: PageCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("livepush_page_cache_hits", "Cached pages and first pages of posts served",
+                                  value=self._cache.hits)
+        yield CounterMetricFamily("livepush_page_renders", "Pages and first pages of posts read and rendered",
+                                  value=self._cache.renders)
+        yield GaugeMetricFamily("livepush_page_cache_bytes", "Bytes the page cache holds (its budget: "
+                                "LIVEPUSH_PAGE_CACHE_BYTES)", value=self._cache.size)
+
+
 class Metrics:
     """The app's metrics; `render()` is the body of `/metrics`."""
 
@@ -77,7 +91,7 @@ class Metrics:
 
     def __init__(self, hub: Hub, relay: Relay, feeds: Feeds, canary: Canary | None = None,
                  admission: Admission | None = None, engine: Engine | None = None,
-                 loop_lag: LoopLag | None = None) -> None:
+                 loop_lag: LoopLag | None = None, page_cache: PageCache | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
         self.registry = CollectorRegistry()
         self.writes = Counter("livepush_writes", "Acknowledged writes", ["kind"], registry=self.registry)
@@ -92,6 +106,8 @@ class Metrics:
             registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         hub.observe_fanout = self.fanout_seconds.observe
         self.registry.register(_FanoutCollector(hub, relay, feeds, canary, admission, engine, loop_lag))
+        if page_cache is not None:
+            self.registry.register(_PageCacheCollector(page_cache))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -301,3 +301,13 @@ async def test_pipelined_requests_are_answered_in_order(server: LiveServer, blog
     assert [(status, rid) for status, rid, _ in seen] == [
         ("200", "r1"), ("200", "r2"), ("304", "r3"), ("200", "r4"), ("200", "r5")]
     assert seen[0][2] == seen[4][2] == len(first.content)
+
+
+async def test_metrics_count_hits_renders_and_bytes(server: LiveServer, blog: dict[str, Any]) -> None:
+    await get(server)
+    await get(server)
+    text = (await get(server, "/metrics")).text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("livepush_page"))
+    assert float(values["livepush_page_renders_total"]) == 1
+    assert float(values["livepush_page_cache_hits_total"]) >= 1
+    assert float(values["livepush_page_cache_bytes"]) == server.services.page_cache.size > 0
