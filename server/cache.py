@@ -46,6 +46,7 @@ GZIP_LEVEL: Final = 6
 BROTLI_QUALITY: Final = 6  # ~1 ms for a 35 KB page; 11 would take ~40 ms per state and save ~8%
 ENTRY_OVERHEAD: Final = 1024  # the objects around the bodies: entry, renditions, header tuples, key
 FRONT_SHARE: Final = 0.75
+WATCH_WAIT: Final = 1.0  # seconds a blog's first render waits for its relay watch to be in place
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +239,11 @@ class PageCache:
         self.renders += 1
         entry = Entry(self, key, rendered, front)
         self._store(entry)
+        watch = self._watches.get(entry.blog)
+        if watch is not None and not watch.done():
+            # A blog's first entry: give the new watch a moment, so the next request is a hit. Never
+            # cancelled, and never long: a request does not hang on a subscription.
+            await asyncio.wait({watch}, timeout=WATCH_WAIT)
         return entry
 
     def _store(self, entry: Entry) -> None:
@@ -281,8 +287,9 @@ class PageCache:
     def _hold(self, blog: str) -> None:
         """Watch *blog* through the relay while the cache has entries for it, so its position moves.
 
-        In the background: a request never waits for a subscription (nor hangs while the engine is
-        away); until the watch is in place the position matches no entry, and requests render.
+        In the background: a request waits at most WATCH_WAIT for a subscription (and never hangs
+        while the engine is away); until the watch is in place the position matches no entry, and
+        requests render.
         """
         if blog not in self._watches:
             task = asyncio.ensure_future(self._relay.watch(blog))

@@ -311,3 +311,14 @@ async def test_metrics_count_hits_renders_and_bytes(server: LiveServer, blog: di
     assert float(values["livepush_page_renders_total"]) == 1
     assert float(values["livepush_page_cache_hits_total"]) >= 1
     assert float(values["livepush_page_cache_bytes"]) == server.services.page_cache.size > 0
+
+
+async def test_with_no_budget_every_view_renders_but_validators_still_work(start_server: ServerFactory) -> None:
+    """LIVEPUSH_PAGE_CACHE_BYTES=0: nothing is kept or watched, yet ETag and 304 behave the same."""
+    server = await start_server(page_cache_bytes=0)
+    await server.create_blog("b1", title="Blog")
+    first = await get(server)
+    second = await get(server, **{"If-None-Match": first.headers["etag"]})
+    assert second.status_code == 304 and second.headers["etag"] == first.headers["etag"]
+    cache = server.services.page_cache
+    assert (cache.renders, len(cache), cache.size, cache.blogs_watched()) == (2, 0, 0, 0)
