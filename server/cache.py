@@ -121,7 +121,7 @@ class Entry:
     def answer(self, accept_encoding: bytes | None, if_none_match: bytes | None) -> tuple[int, Rendition]:
         """(200 or 304, the rendition) for a request with these header values; headers are in the rendition."""
         rendition = self.rendition(choose_coding(accept_encoding))
-        if if_none_match is not None and none_match(if_none_match, self.tags):
+        if if_none_match is not None and self.tags and none_match(if_none_match, self.tags):
             return 304, rendition
         return 200, rendition
 
