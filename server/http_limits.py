@@ -155,8 +155,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         """A current cached page is written straight away: no ASGI request, no task (server.pages.fastpath)."""
         svc = self.app_state.get("services")
         busy = self.cycle is not None and not self.cycle.response_complete  # pipelined behind a running request
-        if (busy or not isinstance(svc, Services) or self.access_log or self.parser.get_http_version() != "1.1"
-                or not self.parser.should_keep_alive() or self.parser.should_upgrade()):
+        # A peer that pipelines requests but does not read: the ASGI path waits for the buffer to drain.
+        if (busy or self.flow.write_paused or not isinstance(svc, Services) or self.access_log
+                or self.parser.get_http_version() != "1.1" or not self.parser.should_keep_alive()
+                or self.parser.should_upgrade()):
             return False
         answer = raw_answer(svc, self.parser.get_method(), self.url, self.headers, self.server_state.default_headers)
         if answer is None:

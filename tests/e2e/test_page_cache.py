@@ -20,7 +20,7 @@ import pytest
 
 from server.cache import Entry
 from server.paging import encode_cursor
-from tests.conftest import LiveServer, ServerFactory, WsReader
+from tests.conftest import LiveServer, ServerFactory, WsReader, wait_until
 
 SEQ = re.compile(r'data-seq="(\d+)"')
 EPOCH = re.compile(r'data-epoch="([^"]*)"')
@@ -322,3 +322,28 @@ async def test_with_no_budget_every_view_renders_but_validators_still_work(start
     assert second.status_code == 304 and second.headers["etag"] == first.headers["etag"]
     cache = server.services.page_cache
     assert (cache.renders, len(cache), cache.size, cache.blogs_watched()) == (2, 0, 0, 0)
+
+
+async def test_a_peer_that_pipelines_without_reading_cannot_grow_the_write_buffer(
+        server: LiveServer, blog: dict[str, Any]) -> None:
+    """Hits are written without awaiting, so they stop once the socket's buffer is full: the normal path then
+    waits for the peer to read, and later requests wait their turn."""
+    for n in range(30):  # a page of about 60 KB
+        assert (await server.publish("b1", headline=f"Post {n}", body="<p>" + "text " * 400 + "</p>")).status_code \
+            == 201
+    page = await get(server)
+    assert len(page.content) > 50_000
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=1024)
+    request = b"GET /blogs/b1 HTTP/1.1\r\nHost: t\r\n\r\n"
+    connections = server.server.server_state.connections
+
+    def stalled() -> bool:  # holding the peer's requests back rather than writing answers it does not read
+        return any(c.flow.write_paused and c.pipeline for c in connections)
+
+    try:
+        writer.write(request * 2000)  # 120 MB of answers if they were all written
+        await wait_until(stalled, 10, "the server to hold back requests of a peer that does not read")
+        buffered = max(c.transport.get_write_buffer_size() for c in connections)
+        assert buffered < 4 * len(page.content) + 1024 * 1024
+    finally:
+        writer.transport.abort()
