@@ -39,6 +39,11 @@ ENDED_NOTE: Final = "This live blog has ended."
 _RELATIVE_URL = re.compile(r'(\s(?:src|href)=")/(?!/)')
 
 
+def feed_format(name: str) -> FeedFormat | None:
+    """The format named by a feed URL's extension (`atom`, `rss`, `json`), or None."""
+    return next((fmt for fmt in FORMATS if fmt == name), None)
+
+
 def feed_url(base_url: str, blog_id: str, fmt: FeedFormat) -> str:
     return f"{base_url}/blogs/{blog_id}/feed.{fmt}"
 

@@ -20,6 +20,7 @@ from server.cache import Rendered, consistent_read
 from server.engine import BlogNotFound
 from server.model import Blog, is_slug
 from server.pages.fastpath import page_key
+from server.pages.feeds import FEED_SIZE, FORMATS, feed_format, newest_first, render_feed
 from server.paging import BadCursor, Order, Page, decode_cursor
 from server.responses import cached_response, validated
 from server.services import Services, services
@@ -74,6 +75,28 @@ def _render(svc: Services, blog: Blog, page: Page, order: Order, *, consistent: 
     return Rendered(blog.id, blog.epoch, blog.seq, html.encode(), HTML, consistent)
 
 
+async def feed(request: Request) -> Response:
+    """A blog's feed (Atom, RSS or JSON Feed) from the page cache: rendered once per blog state."""
+    svc = services(request)
+    blog_id: str = request.path_params["blog"]
+    fmt = feed_format(request.path_params["format"])
+    if not is_slug(blog_id) or fmt is None:
+        return _not_found(svc, f"the feed of {blog_id!r}")
+
+    async def load() -> Rendered:
+        blog, page, consistent = await consistent_read(
+            svc.engine, blog_id, lambda: svc.engine.list_posts(blog_id, FEED_SIZE, "newest", None))
+        posts = newest_first([wire.post_json(post) for post in page.posts])
+        body = render_feed(fmt, wire.blog_json(blog), posts, svc.settings.base_url)
+        return Rendered(blog.id, blog.epoch, blog.seq, body, FORMATS[fmt].encode(), consistent)
+
+    try:
+        entry = await svc.page_cache.get((f"feed.{fmt}", blog_id, "", ""), load, front=True)
+    except BlogNotFound:
+        return _not_found(svc, f"the live blog {blog_id!r}")
+    return cached_response(request, entry)
+
+
 async def newsroom(request: Request) -> Response:
     return validated(request, services(request).pages.newsroom().encode(), HTML)
 
@@ -86,5 +109,6 @@ def page_routes() -> list[Route]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/blogs/{blog}", blog_page, methods=["GET"]),
+        Route("/blogs/{blog}/feed.{format}", feed, methods=["GET"]),
         Route("/newsroom", newsroom, methods=["GET"]),
     ]
