@@ -32,13 +32,15 @@ from server.auth import Authenticator
 from server.background import STOP_SECONDS, Background, stop_all, within
 from server.cache import PageCache
 from server.canary import Canary
+from server.closes import Close
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
 from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits
 from server.engine.outbox import Outbox
 from server.feed import Feeds
 from server.headers import SecurityHeaders, security_headers
-from server.hub import CLOSE_RESTARTING, Hub
+from server.http_limits import SETTINGS, UPGRADES
+from server.hub import Hub
 from server.logs import RequestIds
 from server.metrics import Metrics
 from server.newsroom import Newsroom
@@ -50,6 +52,7 @@ from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services, services
 from server.settings import Settings
+from server.streams.handshake import Handshakes
 from server.streams.keepalive import Keepalive
 from server.streams.sse import sse_stream
 from server.streams.websocket import websocket_stream
@@ -108,7 +111,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         svc, background = build_services(chosen, engine or make_engine(chosen))
         await _start(svc, background)
         try:
-            yield {"services": svc}
+            state: dict[str, Any] = {"services": svc, SETTINGS: settings}
+            if settings.direct_write:
+                state[UPGRADES] = Handshakes(svc).take
+            yield state
         finally:
             await _stop(svc, background)
 
@@ -223,7 +229,7 @@ async def _stop(svc: Services, background: tuple[Background, ...]) -> None:
     svc.page_cache.close()
     stopped = await stop_all(background, STOP_SECONDS)
     stopped &= await within(svc.webhooks.close(), CLOSE_SECONDS, "closing the webhook outbox")
-    svc.hub.close_all(CLOSE_RESTARTING, "server restarting")
+    svc.hub.close_all(Close.RESTARTING, "server restarting")
     stopped &= await within(svc.relay.close(), CLOSE_SECONDS, "closing the relay")
     stopped &= await within(svc.engine.close(), CLOSE_SECONDS, "closing the engine")
     if not stopped:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from server.background import Background
+from server.engine import CANARY_BLOG
 from server.wire import Frame
 
 log = logging.getLogger("livepush.canary")
-CANARY_BLOG = "~canary"  # not a valid blog id, so it can never collide with one
 
 
 class Canary(Background):

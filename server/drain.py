@@ -24,7 +24,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from server.hub import CLOSE_RESTARTING, Hub
+from server.closes import Close
+from server.hub import Hub
 from server.shutdown import HardStop, exit_now
 
 log = logging.getLogger("livepush.drain")
@@ -95,7 +96,7 @@ class Drainer:
         if total:
             log.warning("draining %d readers over %.1fs before stopping", total, self._seconds)
         while self._hub.count():
-            self._hub.close_some(per_batch, CLOSE_RESTARTING, "server restarting; reconnect")
+            self._hub.close_some(per_batch, Close.RESTARTING, "server restarting; reconnect")
             await asyncio.sleep(BATCH_INTERVAL)
         then()
 

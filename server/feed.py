@@ -3,7 +3,7 @@
 The order of steps is what makes the seam exact:
 
 1. the reader is added to the hub *parked*: live events from now on are kept aside;
-2. the relay is watching the blog, so every event up to `relay.last_seq()` reached the hub
+2. the relay is watching the blog, so every event up to `relay.position()` reached the hub
    before step 1 and every later one will reach it after;
 3. the first message is read: the events after `since` when the reader resumes in the same
    epoch (or names none: SSE's Last-Event-ID) and history still holds them; otherwise a
@@ -31,8 +31,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from server import wire
+from server.closes import Close
 from server.engine import HISTORY_CHUNK_BYTES, BlogNotFound, Engine, EngineError, History
-from server.hub import CLOSE_TRY_LATER, Hub, Reader
+from server.hub import Hub, Reader
 from server.model import is_slug
 from server.relay import Relay
 from server.wire import Frame
@@ -73,12 +74,12 @@ class Replay:
         try:
             history = await self._feeds.events_since(self._blog_id, reader.seq, self._epoch, self._floor)
         except EngineError:
-            reader.close(CLOSE_TRY_LATER, "storage unavailable; resume with since")
+            reader.close(Close.TRY_LATER, "storage unavailable; resume with since")
             return False
         if reader.closed:
             return False
         if history is None:
-            reader.close(CLOSE_TRY_LATER, "history moved past this replay; resume with since")
+            reader.close(Close.TRY_LATER, "history moved past this replay; resume with since")
             return False
         if history.more:
             return reader.replay(history.frames)
@@ -145,6 +146,33 @@ class Feeds:
             self.close(reader, blog_id)
             raise
 
+    def open_now(self, reader: Reader, blog_id: str, since: int | None, epoch: str | None) -> Attached | None:
+        """`open()` when nothing needs reading; None (nothing changed) when it would have to wait.
+
+        That is the common handshake: the blog is watched and in sync, and either its snapshot
+        is cached at the relay's position, or the reader resumes from exactly that position (it
+        missed nothing). Without an await, no live event can arrive between add and start.
+        Raises BlogNotFound for an id that is not a slug, as `open()` does.
+        """
+        if not is_slug(blog_id):
+            raise BlogNotFound(blog_id)
+        floor, current_epoch = self._relay.position(blog_id)
+        frame = None
+        if since is None:
+            frame = self._cached(blog_id, floor, current_epoch)
+            if frame is None:
+                return None
+        elif since != floor or (epoch is not None and epoch != current_epoch) or not floor:
+            return None
+        if not self._relay.watch_now(blog_id):
+            return None
+        self._hub.add(blog_id, reader)
+        if frame is None:
+            reader.start((), floor)
+            return Attached(snapshot=False, seq=floor)
+        reader.start((frame,), frame.seq)
+        return Attached(snapshot=True, seq=frame.seq)
+
     def close(self, reader: Reader, blog_id: str) -> None:
         """Detach *reader*; safe to call more than once."""
         self._hub.remove(blog_id, reader)
@@ -186,8 +214,8 @@ class Feeds:
 
     async def snapshot(self, blog_id: str, floor: int, epoch: str) -> Frame:
         """The encoded snapshot of *blog_id* in *epoch* at a seq no older than *floor*, shared when possible."""
-        cached = self._snapshots.get(blog_id)
-        if cached is not None and cached.epoch == epoch and cached.seq >= floor:
+        cached = self._cached(blog_id, floor, epoch)
+        if cached is not None:
             return cached
         reading = self._reading.get(blog_id)
         if reading is not None:
@@ -195,6 +223,12 @@ class Feeds:
             if frame.epoch == epoch and frame.seq >= floor:
                 return frame
         return await self._read_snapshot(blog_id)
+
+    def _cached(self, blog_id: str, floor: int, epoch: str) -> Frame | None:
+        cached = self._snapshots.get(blog_id)
+        if cached is not None and cached.epoch == epoch and cached.seq >= floor:
+            return cached
+        return None
 
     async def _read_snapshot(self, blog_id: str) -> Frame:
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()

@@ -34,13 +34,15 @@ import asyncio
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from server import wire
 from server.pages.fastpath import raw_answer
+from server.problems import problem_body
 from server.services import Services
+from server.settings import Settings
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
@@ -48,7 +50,9 @@ DEFAULT_WRITE_TIMEOUT = 60.0
 MAX_HEADER_BYTES = 64 * 1024  # browsers send a few KiB; nginx refuses past 32 KiB by default
 LINGER_SECONDS = 2.0  # after a refusal, how long input is read and dropped so that the answer arrives
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-_TITLES = {400: "Bad request", 408: "Request timeout", 431: "Request header fields too large"}
+# Lifespan state the app hands its connections (uvicorn builds protocols with no other way in):
+SETTINGS = "livepush.settings"  # the app's Settings: the deadlines below
+UPGRADES = "livepush.upgrades"  # Callable[[HttpToolsProtocol], bool]: a WebSocket upgrade fast path
 
 
 class _HeadersTooLarge(Exception):
@@ -70,8 +74,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        svc = self.app_state.get("services")
-        settings = svc.settings if isinstance(svc, Services) else None
+        settings = self.app_state.get(SETTINGS)
+        if not isinstance(settings, Settings):
+            settings = None
         self.header_timeout = settings.header_timeout if settings else DEFAULT_HEADER_TIMEOUT
         self.body_timeout = settings.body_timeout if settings else DEFAULT_BODY_TIMEOUT
         self.write_timeout = settings.write_timeout if settings else DEFAULT_WRITE_TIMEOUT
@@ -120,7 +125,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._headers_too_large()
 
     def handle_websocket_upgrade(self) -> None:
-        super().handle_websocket_upgrade()
+        take: Any = self.app_state.get(UPGRADES)  # server.streams.handshake: the request parsed once, here
+        if take is None or not take(self):
+            super().handle_websocket_upgrade()
         # The WebSocket protocol owns the transport now and this object gets no more callbacks. Its
         # parser points back at it: left alone, that cycle outlives the connection until a full GC
         # pass, which the tuned thresholds make rare (it showed as slow memory growth under churn).
@@ -243,8 +250,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             # disconnect, whatever it answers goes nowhere, and the client gets this answer instead.
             self.cycle.disconnected = True
             self.cycle.message_event.set()
-        body = wire.dumps({"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail,
-                           "code": code})
+        body = problem_body(status, code, detail)
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head += [b"content-type: application/problem+json\r\n", b"content-length: %d\r\n" % len(body),

@@ -21,14 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from server import wire
+from server.closes import Close
 from server.wire import Frame
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_RESTARTING = 1012
-CLOSE_TRY_LATER = 1013
-CLOSE_UNKNOWN_BLOG = 4404
 
 
 class Reader:
@@ -69,7 +63,7 @@ class Reader:
             self.seq = frame.seq
         self._bytes += len(frame.data)
         if self._bytes > self._limit:
-            self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+            self.close(Close.TRY_LATER, "reader too slow; resume with since")
             return False
         self._wake()
         return True
@@ -94,7 +88,7 @@ class Reader:
         self.seq = frames[-1].seq
         self._bytes += sum(len(frame.data) for frame in frames)
         if self._bytes > self._limit:
-            self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+            self.close(Close.TRY_LATER, "reader too slow; resume with since")
             return False
         self._wake()
         return True
@@ -113,7 +107,7 @@ class Reader:
             if frame.seq < expected:
                 continue
             if frame.seq > expected:
-                self.close(CLOSE_TRY_LATER, "missed events while attaching; resume with since")
+                self.close(Close.TRY_LATER, "missed events while attaching; resume with since")
                 return False
             self._queue.append(frame)
             expected += 1

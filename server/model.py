@@ -312,21 +312,6 @@ class EventList(BaseModel):
     next: int | None = Field(description="the since of the next page while has_more, else null")
 
 
-class SnapshotMessage(BaseModel):
-    """The first message of a stream when it does not resume."""
-
-    type: Literal["snapshot"]
-    blog: Blog
-    posts: list[Post]
-    has_more: bool
-    seq: int
-    epoch: str
-
-
-class PingMessage(BaseModel):
-    type: Literal["ping"]
-
-
 class FieldError(BaseModel):
     field: str
     message: str

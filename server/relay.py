@@ -22,8 +22,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.closes import Close
 from server.engine import BlogNotFound, Engine, History
-from server.hub import CLOSE_TRY_LATER, Hub
+from server.hub import Hub
 from server.wire import Frame
 
 log = logging.getLogger("livepush.relay")
@@ -86,6 +87,14 @@ class Relay:
             channel.watchers -= 1
             raise channel.error
 
+    def watch_now(self, blog_id: str) -> bool:
+        """`watch()` when it would not wait (the blog is watched and in sync); False, changing nothing, otherwise."""
+        channel = self._channels.get(blog_id)
+        if channel is None or not channel.synced.is_set() or channel.error is not None:
+            return False
+        channel.watchers += 1
+        return True
+
     def unwatch(self, blog_id: str) -> None:
         """One reader fewer; the subscription lingers a while to absorb reconnects."""
         channel = self._channels.get(blog_id)
@@ -124,7 +133,7 @@ class Relay:
             self._spawn(self._catch_up(blog_id, channel))
 
     def _reset(self, blog_id: str, channel: _Channel, why: str) -> None:
-        closed = self._hub.close_blog(blog_id, CLOSE_TRY_LATER, why + "; reconnect")
+        closed = self._hub.close_blog(blog_id, Close.TRY_LATER, why + "; reconnect")
         self.resets += 1
         log.warning("blog %s: %s; %d readers told to reconnect", blog_id, why, closed)
         channel.last = None
@@ -199,7 +208,7 @@ class Relay:
         if not first_sync:
             # The blog existed and is gone from storage (e.g. Redis came back empty): readers come back
             # later and get a fresh start (or 4404 if it stays gone).
-            closed = self._hub.close_blog(blog_id, CLOSE_TRY_LATER, "blog no longer in storage; reconnect later")
+            closed = self._hub.close_blog(blog_id, Close.TRY_LATER, "blog no longer in storage; reconnect later")
             log.warning("blog %s vanished from storage; %d readers told to reconnect", blog_id, closed)
 
     async def _expire(self, blog_id: str, channel: _Channel) -> None:

@@ -8,9 +8,10 @@
 const DEAD_AFTER_MS = 45_000; // the server pings after 25 s of quiet: longer silence means a dead link
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
-const FINAL_CODES = new Set([1003, 1008, 4404]); // binary refused, origin refused, unknown blog
-const RESTARTING = 1012;
-const TRY_LATER = 1013;
+// What each close code means for the client: server/closes.py (ACTIONS), checked by tests/unit/test_closes.py.
+const FINAL_CODES = new Set([1003, 1007, 1008, 1009, 4404]); // never: fix the request, don't retry it
+const RESTARTING = 1012; // reconnect now (after a short random delay)
+const TRY_LATER = 1013; // reconnect later, with backoff
 
 export function backoffDelay(attempt) {
   const ceiling = Math.min(MAX_DELAY_MS, 1000 * 2 ** attempt);

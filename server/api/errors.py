@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import wire
 from server.engine import (
     BlogEnded,
     BlogExists,
@@ -23,17 +22,9 @@ from server.engine import (
     QuotaExceeded,
     StaleVersion,
 )
+from server.problems import PROBLEM_JSON, problem_body
 
-PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("livepush")
-
-_TITLES = {
-    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-    408: "Request timeout", 409: "Conflict", 410: "Gone", 412: "Precondition failed", 413: "Content too large",
-    415: "Unsupported media type", 422: "Invalid field", 429: "Too many requests", 500: "Internal server error",
-    503: "Service unavailable",
-}
-
 
 OUTCOME_UNKNOWN = (
     "storage did not answer after the write was sent, so it may or may not have been stored; retrying is safe "
@@ -58,14 +49,9 @@ class ApiError(Exception):
 
 
 def problem_response(error: ApiError) -> Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(error.status, "Error"),
-                            "status": error.status, "detail": error.detail, "code": error.code}
-    if error.field is not None:
-        body["field"] = error.field
-    if error.errors:
-        body["errors"] = error.errors
-    body.update(error.extensions)
-    return Response(wire.dumps(body), error.status, headers=error.headers, media_type=PROBLEM_JSON)
+    body = problem_body(error.status, error.code, error.detail, field=error.field, errors=error.errors,
+                        extensions=error.extensions)
+    return Response(body, error.status, headers=error.headers, media_type=PROBLEM_JSON)
 
 
 def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:

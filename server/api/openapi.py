@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from server.api.errors import PROBLEM_JSON
 from server.api.routes import Operation
 from server.model import Problem
+from server.problems import PROBLEM_JSON
 
 _REASONS = {
     400: "Malformed JSON or header", 401: "No or bad token", 403: "Token not allowed for this blog",

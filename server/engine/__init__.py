@@ -26,6 +26,10 @@ HISTORY_CHUNK = 100
 """Events one history read returns at most: readers of a long history read on, chunk by chunk."""
 HISTORY_CHUNK_BYTES = 256 * 1024
 """Bytes of events one history read returns at most (at least one event, however large)."""
+
+# The blog name of the readiness canary (server.canary), which `Engine.send_canary` delivers under: not a
+# valid blog id, so it can never collide with one.
+CANARY_BLOG = "~canary"
 Deliver = Callable[[Frame], None]
 Resync = Callable[[], None]
 

@@ -24,8 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from server import wire
-from server.canary import CANARY_BLOG
 from server.engine import (
+    CANARY_BLOG,
     HISTORY_CHUNK,
     HISTORY_CHUNK_BYTES,
     BlogEnded,

@@ -45,8 +45,8 @@ from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server import wire
-from server.canary import CANARY_BLOG
 from server.engine import (
+    CANARY_BLOG,
     HISTORY_CHUNK,
     HISTORY_CHUNK_BYTES,
     BlogEnded,

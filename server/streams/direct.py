@@ -36,7 +36,8 @@ from websockets.frames import Frame as WsFrame
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_TRY_LATER, Batch, Reader
+from server.closes import Close
+from server.hub import Batch, Reader
 from server.wire import Frame
 
 EXTENSION = "livepush.direct"
@@ -134,13 +135,13 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         super().data_received(data)
         transport = self.transport
         if transport.get_write_buffer_size() > self.output_limit and not transport.is_closing():
-            self.refuse(CLOSE_POLICY, "sends more than it reads")  # our replies pile up: the peer reads nothing
+            self.refuse(Close.POLICY, "sends more than it reads")  # our replies pile up: the peer reads nothing
 
     def handle_events(self) -> None:
         # Every frame costs a parse, and a ping a pong: count them before they are handled.
         if self.conn.events and not self._within_budget(len(self.conn.events)):
             if not self.close_sent:
-                self.refuse(CLOSE_POLICY, "too many frames")
+                self.refuse(Close.POLICY, "too many frames")
             elif self._frames > 2 * FRAMES_PER_MINUTE:  # still flooding after our close frame
                 self.reset()
         if self.transport.is_closing():
@@ -158,7 +159,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_cont(self, event: WsFrame) -> None:
         if len(self.frames) >= MAX_FRAGMENTS:  # empty fragments pass the size cap but grow this list
             self.frames = []
-            self.refuse(CLOSE_POLICY, "too many fragments")
+            self.refuse(Close.POLICY, "too many fragments")
             return
         super().handle_cont(event)
 
@@ -205,7 +206,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn's close at shutdown waits for the buffer to drain, and so would the stop, for a peer that never reads.
         if self.transport.get_write_buffer_size() and not self.transport.is_closing():
             self.stop_keepalive()
-            self.refuse(CLOSE_RESTARTING, "")  # nothing fits, so this resets...
+            self.refuse(Close.RESTARTING, "")  # nothing fits, so this resets...
             if not self.transport.is_closing():
                 self.reset()  # ...and so must a close frame already sent behind the same bytes
             return
@@ -357,11 +358,11 @@ class DirectReader(Reader):
         socket = self._socket
         try:
             if socket.buffered() > self._limit:
-                self.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+                self.close(Close.TRY_LATER, "reader too slow; resume with since")
                 return False
             socket.write(data)
         except (RuntimeError, OSError):  # the transport went away under us: the endpoint cleans up
-            self.close_code = 1006
+            self.close_code = Close.GONE
             return False
         self.seq = seq
         self.quiet = False

@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from server.admission import Refused
-from server.api.errors import ApiError, problem_response
+from server.api.errors import problem_response
 from server.engine import BlogNotFound
 from server.feed import Replay
 from server.hub import Reader
 from server.services import services
-from server.streams.request import BadStreamRequest, origin_allowed, parse_stream_request
+from server.streams.gate import Refusal, admit, attach_refusal
 from server.wire import PING
 
 RETRY_MILLISECONDS = 2000
@@ -27,29 +26,24 @@ RETRY_MILLISECONDS = 2000
 
 async def sse_stream(request: Request) -> Response:
     svc = services(request)
-    if svc.drainer.draining:
-        return problem_response(ApiError(503, "draining", "this process is shutting down; reconnect",
-                                         headers={"Retry-After": "1"}))
-    if not origin_allowed(request, svc.settings.allowed_origins):
-        return problem_response(ApiError(403, "origin_not_allowed", "this origin may not open streams",
-                                         field="Origin"))
-    try:
-        stream = parse_stream_request(request, request.headers.get("last-event-id"))
-    except BadStreamRequest as exc:
-        return problem_response(ApiError(422, "invalid_field", str(exc), field=exc.field))
     address = request.client.host if request.client else "unknown"
+    asked = request.headers
     try:
-        svc.admission.admit(address)
-    except Refused as exc:
-        return problem_response(ApiError(503, "too_many_streams", str(exc), headers={"Retry-After": "5"}))
+        stream = admit(svc, request.path_params["blog"], request.query_params, asked.get("origin"),
+                       asked.get("host", ""), address, asked.get("last-event-id"))
+    except Refusal as refused:
+        return problem_response(refused.problem())
     reader = Reader(svc.settings.reader_buffer_bytes, conflate=stream.conflate)
     try:
-        attached = await svc.feeds.open(reader, stream.blog_id, stream.since, stream.epoch)
+        attached = svc.feeds.open_now(reader, stream.blog_id, stream.since, stream.epoch)
+        if attached is None:
+            attached = await svc.feeds.open(reader, stream.blog_id, stream.since, stream.epoch)
     except BaseException as exc:
         svc.admission.release(address)
-        if isinstance(exc, BlogNotFound):
-            return problem_response(ApiError(404, "unknown_blog", "no such blog"))
-        raise
+        unknown = attach_refusal(exc) if isinstance(exc, BlogNotFound) else None
+        if unknown is None:
+            raise  # storage errors get the app's problem answer (server.app._engine_error)
+        return problem_response(unknown.problem())
     svc.metrics.streams.labels("sse", "snapshot" if attached.snapshot else "resume").inc()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # CORS: see server.app._read_cors
     return StreamingResponse(_events(request, reader, stream.blog_id, address, attached.replay),

@@ -21,41 +21,30 @@ import time
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from server.admission import Refused
-from server.engine import BlogNotFound, EngineUnavailable
+from server.closes import Close
 from server.feed import Replay
-from server.hub import CLOSE_POLICY, CLOSE_RESTARTING, CLOSE_TRY_LATER, CLOSE_UNKNOWN_BLOG, Reader
+from server.hub import Reader
 from server.services import Services, services
 from server.streams.direct import EXTENSION, DirectReader, DirectSocket
-from server.streams.request import BadStreamRequest, StreamRequest, origin_allowed, parse_stream_request
+from server.streams.gate import Refusal, admit, attach_refusal
+from server.streams.request import StreamRequest
 from server.wire import PING
 
 log = logging.getLogger("livepush.ws")
 
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_DATA = 1007
 MAX_MESSAGES_PER_MINUTE = 60
 
 
 async def websocket_stream(websocket: WebSocket) -> None:
     svc = services(websocket)
     await websocket.accept()
-    if svc.drainer.draining:
-        await websocket.close(CLOSE_RESTARTING, "server restarting; reconnect")
-        return
-    if not origin_allowed(websocket, svc.settings.allowed_origins):
-        await websocket.close(CLOSE_POLICY, "origin not allowed")
-        return
-    try:
-        request = parse_stream_request(websocket)
-    except BadStreamRequest as exc:
-        await websocket.close(CLOSE_POLICY, str(exc))
-        return
     address = websocket.client.host if websocket.client else "unknown"
+    headers = websocket.headers
     try:
-        svc.admission.admit(address)
-    except Refused as exc:
-        await websocket.close(CLOSE_TRY_LATER, str(exc))
+        request = admit(svc, websocket.path_params["blog"], websocket.query_params, headers.get("origin"),
+                        headers.get("host", ""), address)
+    except Refusal as refusal:
+        await websocket.close(refusal.close, refusal.reason)
         return
     detached = False
     try:
@@ -80,11 +69,11 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
         # The contract resumes only with both: a seq without its epoch could count in another history.
         since = request.since if request.epoch is not None else None
         attached = await svc.feeds.open(reader, request.blog_id, since, request.epoch)
-    except BlogNotFound:
-        await websocket.close(CLOSE_UNKNOWN_BLOG, "unknown blog")
-        return False
-    except EngineUnavailable:
-        await websocket.close(CLOSE_TRY_LATER, "storage unavailable; retry later")
+    except Exception as exc:
+        refusal = attach_refusal(exc)
+        if refusal is None:
+            raise
+        await websocket.close(refusal.close, refusal.reason)
         return False
     svc.metrics.streams.labels("websocket", "snapshot" if attached.snapshot else "resume").inc()
     if isinstance(reader, DirectReader):
@@ -103,9 +92,9 @@ async def _serve(websocket: WebSocket, svc: Services, request: StreamRequest, ad
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # the reader went away mid-send; nothing to tell anyone
     except TimeoutError:
-        reader.close(CLOSE_TRY_LATER, "reader too slow; resume with since")
+        reader.close(Close.TRY_LATER, "reader too slow; resume with since")
         if direct is not None:  # a close frame would wait behind what the reader does not take
-            direct.close(CLOSE_TRY_LATER, reader.close_reason, abort=True)
+            direct.close(Close.TRY_LATER, reader.close_reason, abort=True)
     finally:
         listening.cancel()
         svc.feeds.close(reader, request.blog_id)
@@ -146,13 +135,15 @@ class _DetachedReader:
         self._svc = svc
         self._blog_id = blog_id
         self._address = address
-        self._guard = _InputGuard(reader)
+        self._guard: _InputGuard | None = None  # made by the first message: most readers never send one
 
     def received(self, text: bool, valid: bool) -> None:
         if text and not valid:
-            self._reader.close(CLOSE_INVALID_DATA, "text that is not UTF-8")
-        else:
-            self._guard.received(binary=not text)
+            self._reader.close(Close.INVALID_DATA, "text that is not UTF-8")
+            return
+        if self._guard is None:
+            self._guard = _InputGuard(self._reader)
+        self._guard.received(binary=not text)
 
     def flow(self, paused: bool) -> None:
         self._reader.flow(paused)
@@ -163,7 +154,7 @@ class _DetachedReader:
     def lost(self) -> None:
         reader, svc = self._reader, self._svc
         if reader.close_code is None:
-            reader.close_code = 1006  # nothing can be written any more
+            reader.close_code = Close.GONE  # nothing can be written any more
         svc.keepalive.discard(reader)
         svc.feeds.close(reader, self._blog_id)
         svc.admission.release(self._address)
@@ -180,7 +171,7 @@ async def _replay_direct(reader: DirectReader, replay: Replay, write_timeout: fl
             async with asyncio.timeout(write_timeout):
                 open_ = await reader.writable()
         except TimeoutError:
-            reader.close(CLOSE_TRY_LATER, "reader too slow; resume with since", abort=True)
+            reader.close(Close.TRY_LATER, "reader too slow; resume with since", abort=True)
             return
         if not open_ or not await replay.step():
             return
@@ -226,20 +217,20 @@ class _InputGuard:
     def accept(self, message: Message) -> bool:
         """False when the connection is over (the reader left, or was closed here)."""
         if message["type"] == "websocket.disconnect":
-            self._reader.close(1000, "reader left")
+            self._reader.close(Close.NORMAL, "reader left")
             return False
         return self.received(binary=message.get("bytes") is not None)
 
     def received(self, *, binary: bool) -> bool:
         """Judge one message; False when the reader was closed for it."""
         if binary:
-            self._reader.close(CLOSE_UNSUPPORTED_DATA, "this stream takes no binary messages")
+            self._reader.close(Close.UNSUPPORTED_DATA, "this stream takes no binary messages")
             return False
         self._count += 1
         now = time.monotonic()
         if now - self._window_start > 60:
             self._window_start, self._count = now, 1
         if self._count > MAX_MESSAGES_PER_MINUTE:
-            self._reader.close(CLOSE_POLICY, "too many messages")
+            self._reader.close(Close.POLICY, "too many messages")
             return False
         return True

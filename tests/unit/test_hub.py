@@ -6,7 +6,8 @@ import asyncio
 
 import orjson
 
-from server.hub import CLOSE_TRY_LATER, Batch, Hub, Reader
+from server.closes import Close
+from server.hub import Batch, Hub, Reader
 from server.wire import Frame
 
 
@@ -26,7 +27,7 @@ def test_a_reader_that_falls_behind_is_closed_with_1013() -> None:
     reader.start([], after=0)
     assert all(reader.offer(frame(seq, size=30)) for seq in (1, 2, 3))
     assert not reader.offer(frame(4, size=30))
-    assert reader.close_code == CLOSE_TRY_LATER and reader.take() == []
+    assert reader.close_code == Close.TRY_LATER and reader.take() == []
 
 
 def test_parked_events_continue_the_first_message_or_close() -> None:
@@ -37,7 +38,7 @@ def test_parked_events_continue_the_first_message_or_close() -> None:
     assert [f.seq for f in reader.take()] == [4, 5]
     gap = Reader(limit_bytes=1000)
     gap.offer(frame(7))
-    assert not gap.start([frame(4)], after=4) and gap.close_code == CLOSE_TRY_LATER
+    assert not gap.start([frame(4)], after=4) and gap.close_code == Close.TRY_LATER
 
 
 async def test_broadcast_drops_evicted_readers_and_counts() -> None:
@@ -101,7 +102,7 @@ async def test_closing_a_blog_drops_its_unwritten_events() -> None:
     old.start([], after=0)
     hub.add("b1", old)
     hub.broadcast(frame(7))  # of the history being left
-    assert hub.close_blog("b1", CLOSE_TRY_LATER, "history reset") == 1
+    assert hub.close_blog("b1", Close.TRY_LATER, "history reset") == 1
     new = Reader(10_000)
     new.start([], after=0)  # a snapshot of the new history, at seq 0
     hub.add("b1", new)
