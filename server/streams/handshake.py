@@ -42,7 +42,7 @@ from websockets.utils import accept_key
 
 from server.engine import BlogNotFound
 from server.services import Services
-from server.streams.direct import _NO_HANDLER, DirectReader, DirectSocket, DirectWebSocketProtocol
+from server.streams.direct import _NO_HANDLER, Detached, DirectReader, DirectSocket, DirectWebSocketProtocol
 from server.streams.gate import Refusal, admit, attach_refusal
 from server.streams.websocket import _DetachedReader
 
@@ -94,7 +94,7 @@ class ReaderProtocol(DirectWebSocketProtocol):
         self._held: list[bytes] | None = []
         self.socket.write = self._held.append  # the first message waits for the 101 (`accept`)
 
-    def accept(self, head: bytes, handler: _DetachedReader | None) -> None:
+    def accept(self, head: bytes, handler: Detached | None) -> None:
         """Take the connection over from *http*'s protocol and write the 101 and what the reader was given, at once."""
         held, self._held = self._held or [], None
         # Past the handshake: websockets' frame state machine alone, not its server side's request parser.
