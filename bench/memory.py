@@ -28,8 +28,8 @@ import uvicorn
 from bench.procs import TOKEN, free_port, raise_nofile, rss_kib
 from server.app import create_app, keep_gc_off_the_hot_path
 from server.cli import WS_MAX_MESSAGE
+from server.protocols.direct import DirectWebSocketProtocol
 from server.settings import Settings
-from server.streams.direct import DirectWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,7 +39,6 @@ from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits
 from server.engine.outbox import Outbox
 from server.feed import Feeds
 from server.headers import SecurityHeaders, security_headers
-from server.http_limits import SETTINGS, UPGRADES
 from server.hub import Hub
 from server.logs import RequestIds
 from server.metrics import Metrics
@@ -48,6 +47,7 @@ from server.pages.assets import Assets, content_version
 from server.pages.fastpath import CachedPages
 from server.pages.render import TEMPLATES_DIR, PageRenderer
 from server.pages.routes import page_routes
+from server.protocols.http import SETTINGS, UPGRADES
 from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services, services

@@ -4,7 +4,7 @@
 `serve` validates the settings first (a bad variable stops it with a message naming it), prints
 where to look and the admin token (only one generated for this run: stdout is the platform's
 log), then runs uvicorn with the settings this traffic wants:
-uvloop and httptools with read limits (server.http_limits), no permessage-deflate (every reader
+uvloop and httptools with read limits (server.protocols.http), no permessage-deflate (every reader
 gets the same bytes), small incoming WebSocket messages.
 """
 
@@ -21,10 +21,10 @@ import uvicorn
 
 from server.auth import mint_token, parse_ttl
 from server.demo import DEMO_BLOG_ID
-from server.http_limits import LimitedHttpProtocol
 from server.logs import log_config
+from server.protocols.direct import DirectWebSocketProtocol
+from server.protocols.http import LimitedHttpProtocol
 from server.settings import Settings, SettingsError, default_public_url
-from server.streams.direct import DirectWebSocketProtocol
 
 WS_MAX_MESSAGE = 64 * 1024
 GRACEFUL_SECONDS = 5  # for in-flight requests once the readers are drained (uvicorn's default waits forever)

@@ -1,6 +1,6 @@
 """RFC 9457 problem details as bytes: the one builder of `application/problem+json` bodies.
 
-The API's errors (server.api.errors) and the HTTP protocol's own refusals (server.http_limits:
+The API's errors (server.api.errors) and the HTTP protocol's own refusals (server.protocols.http:
 400, 408, 431 before any app runs) build their bodies here, so both carry the same fields.
 """
 

@@ -27,10 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from server.app import create_app
 from server.engine import Engine
-from server.http_limits import LimitedHttpProtocol
+from server.protocols.direct import DirectWebSocketProtocol
+from server.protocols.http import LimitedHttpProtocol
 from server.services import Services
 from server.settings import Settings
-from server.streams.direct import DirectWebSocketProtocol
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789-0123456789-abcdef"

@@ -45,7 +45,7 @@ async def read_body(request: Request, limit: int, time_limit: float) -> bytes:
                     raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
                 chunks.append(chunk)
     except ClientDisconnect:
-        # Gone, or its body was malformed (server.http_limits answers 400 itself): this answer goes nowhere.
+        # Gone, or its body was malformed (server.protocols.http answers 400 itself): this answer goes nowhere.
         raise ApiError(400, "body_incomplete", "the body ended before it was complete; nothing was changed",
                        field="body") from None
     except TimeoutError:

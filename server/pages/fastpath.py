@@ -84,7 +84,7 @@ def raw_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[byt
                default_headers: list[tuple[bytes, bytes]]) -> list[bytes] | None:
     """The whole HTTP/1.1 response to a cached-page request, as bytes to write; None when it is not one.
 
-    For a server protocol that answers before making an ASGI request (server.http_limits).
+    For a server protocol that answers before making an ASGI request (server.protocols.http).
     """
     if not url.startswith(_PAGE_PREFIX_BYTES) or b"%" in url or b"#" in url:
         return None

@@ -4,7 +4,7 @@ uvicorn upgrades a connection by writing the request httptools parsed back out a
 parsing them again with websockets, building an ASGI scope and running the app in a task, which
 accepts (a write for the 101), attaches the reader and writes its first message (another write).
 That cost a reader's handshake ~500 µs of CPU, over ten times what Nginx + Nchan spend. Here the
-HTTP protocol (server.http_limits) offers the request it parsed to `Handshakes.take()`, which:
+HTTP protocol (server.protocols.http) offers the request it parsed to `Handshakes.take()`, which:
 
 - takes only a plain RFC 6455 handshake for this route, from an app served as `livepush serve`
   serves it; anything unusual goes on to the ASGI app and its websockets parser, which answers
@@ -16,7 +16,7 @@ HTTP protocol (server.http_limits) offers the request it parsed to `Handshakes.t
   of a storm; otherwise (a snapshot or history to read) it changes nothing and leaves the
   handshake to the ASGI handler, so there is one attach that waits, not two;
 - writes the 101 and the first message in one write;
-- leaves the connection to a `ReaderProtocol`: uvicorn's WebSocket protocol as server.streams.direct
+- leaves the connection to a `ReaderProtocol`: uvicorn's WebSocket protocol as server.protocols.direct
   extends it, already detached, built without what only the handshake and an ASGI handler use
   (the request parser, the receive queue, the writable event, the scope, a task).
 
@@ -41,8 +41,8 @@ from websockets.protocol import Protocol, Side, State
 from websockets.utils import accept_key
 
 from server.engine import BlogNotFound
+from server.protocols.direct import _NO_HANDLER, Detached, DirectReader, DirectSocket, DirectWebSocketProtocol
 from server.services import Services
-from server.streams.direct import _NO_HANDLER, Detached, DirectReader, DirectSocket, DirectWebSocketProtocol
 from server.streams.gate import Refusal, admit, attach_refusal
 from server.streams.websocket import _DetachedReader
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from server.background import Background
-from server.streams.direct import DirectReader
+from server.protocols.direct import DirectReader
 from server.wire import PING
 
 

@@ -1,6 +1,6 @@
 """`GET /ws/blogs/{blog}`: one reader's WebSocket.
 
-Two ways to send, one protocol: on the direct path (server.streams.direct) the hub writes
+Two ways to send, one protocol: on the direct path (server.protocols.direct) the hub writes
 pre-framed events to the socket itself, and once the reader is attached this handler
 *detaches* the connection and returns: the protocol keeps it open and hands what the reader
 sends to `_DetachedReader`, and server.streams.keepalive pings it when quiet, so an idle reader
@@ -24,8 +24,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server.closes import Close
 from server.feed import Replay
 from server.hub import Reader
+from server.protocols.direct import EXTENSION, DirectReader, DirectSocket
 from server.services import Services, services
-from server.streams.direct import EXTENSION, DirectReader, DirectSocket
 from server.streams.gate import Refusal, admit, attach_refusal
 from server.streams.request import StreamRequest
 from server.wire import PING

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from server.http_limits import UPGRADES
+from server.protocols.http import UPGRADES
 from server.streams.handshake import Handshakes
 from tests.conftest import LiveServer, ServerFactory, wait_until
 

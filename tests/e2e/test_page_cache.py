@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from server.cache import Entry
-from server.http_limits import LimitedHttpProtocol
 from server.paging import encode_cursor
+from server.protocols.http import LimitedHttpProtocol
 from tests.conftest import LiveServer, ServerFactory, WsReader, wait_until
 
 SEQ = re.compile(r'data-seq="(\d+)"')

@@ -1,6 +1,6 @@
 """Slowloris and huge headers over raw sockets: every request must arrive whole, in time, and small.
 
-The server runs with the HTTP protocol class `livepush serve` uses (server.http_limits) and
+The server runs with the HTTP protocol class `livepush serve` uses (server.protocols.http) and
 deadlines of 0.3 s, so each test awaits the server closing the socket.
 """
 

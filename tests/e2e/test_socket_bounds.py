@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from server.streams import direct
+from server.protocols import direct
 from tests.conftest import LiveServer, ServerFactory, wait_until
 
 

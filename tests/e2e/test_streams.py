@@ -378,8 +378,8 @@ async def test_a_seq_without_its_epoch_gets_a_snapshot(server: LiveServer, blog:
 
 async def test_a_websocket_leaves_no_reference_cycle_behind(server: LiveServer, blog: dict[str, Any]) -> None:
     """Connections are freed by reference counting, not left to the (rarely run) full GC."""
-    from server.http_limits import LimitedHttpProtocol
-    from server.streams.direct import DirectWebSocketProtocol
+    from server.protocols.direct import DirectWebSocketProtocol
+    from server.protocols.http import LimitedHttpProtocol
 
     def alive() -> int:
         kinds = (LimitedHttpProtocol, DirectWebSocketProtocol)

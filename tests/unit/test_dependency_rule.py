@@ -27,7 +27,7 @@ RINGS = {  # rank: an import may only go to an equal or lower rank (or to SHARED
 ENGINES = {"server.engine.memory", "server.engine.redis"}  # and the outbox stores, server.engine.outbox_*
 SIDE_CORE = ("server.webhooks",)  # beside the rings: no web framework, nothing from the edges or the root
 ROOT_SIDE = ("server.app", "server.services", "server.cli", "server.metrics", "server.drain")
-EDGES = ("server.api", "server.streams", "server.pages")
+EDGES = ("server.api", "server.streams", "server.pages", "server.protocols")
 WEB = ("starlette", "uvicorn")
 COMPOSITION_ROOT = "server.app"
 # Side modules a ring may use: newsroom scopes idempotency keys by `auth.Principal`.
