@@ -158,36 +158,56 @@ async def publish_part(processes: Processes, logs: Path, nodes: int, posts: int,
         store.close()
 
 
-async def attach_part(processes: Processes, logs: Path, readers: int) -> dict[str, Any]:
+async def open_reader(url: str, first: bool) -> bytes:
+    """Connect one reader; return its first message (*first*) or nothing once the connection is up."""
+    async with connect(url, compression=None, max_queue=None) as reader:
+        if not first:
+            await reader.ping()
+            return b""
+        message = await reader.recv()
+        return message.encode() if isinstance(message, str) else message
+
+
+async def attach_round(watcher: redis.Redis, url: str, readers: int, concurrent: bool) -> dict[str, Any]:
+    """Redis's work for *readers* connecting to *url*, one after another or all at once."""
+    start = read(watcher)
+    if concurrent:
+        await asyncio.gather(*(open_reader(url, False) for _ in range(readers)))
+    else:
+        for _ in range(readers):
+            await open_reader(url, False)
+    used = read(watcher).minus(start)
+    return {"readers": readers, "concurrent": concurrent, "commands_per_attach": round(used.inner / readers, 2),
+            "round_trips_per_attach": round(used.commands.get("evalsha", 0) / readers, 2),
+            "redis_bytes_out_per_attach": round(used.net_out / readers),
+            "redis_cpu_us_per_attach": round(used.cpu / readers * 1e6, 1),
+            "commands": {n: c for n, c in sorted(used.commands.items()) if c}}
+
+
+async def attach_part(processes: Processes, logs: Path, readers: int, storm: int) -> dict[str, Any]:
     store = Redis(processes, None, logs)
-    server: Running | None = None
+    servers: list[Running] = []
     try:
         server = start_server(processes, LIVEPUSH_REDIS, None, store, logs)
+        servers.append(server)
+        uncached = start_server(processes, LIVEPUSH_REDIS, None, store, logs, {"LIVEPUSH_SNAPSHOT_CACHE_BYTES": "0"})
+        servers.append(uncached)
         watcher = redis.Redis(port=store.port)
         post = demo_post()
         ws = server.base.replace("http://", "ws://") + "/ws/blogs/cap"
         async with httpx.AsyncClient(base_url=server.base, timeout=10, trust_env=False) as client:
             (await client.post("/api/blogs", json={"id": "cap", "title": "Capacity"}, headers=AUTH)).raise_for_status()
             await publish(client, "cap", post, 20)
-            result: dict[str, Any] = {"posts_in_blog": 20}
-            for label, query in (("fresh", ""), ("resume", None)):
-                start = read(watcher)
-                for _ in range(readers):
-                    url = ws + (query if query is not None else f"?since={result['seq']}&epoch={result['epoch']}")
-                    async with connect(url, compression=None, max_queue=None) as reader:
-                        if query is not None:
-                            first = await reader.recv()
-                            snapshot = orjson.loads(first)
-                            size = len(first.encode() if isinstance(first, str) else first)
-                            result.update(seq=snapshot["seq"], epoch=snapshot["epoch"], snapshot_payload_bytes=size)
-                        else:
-                            await reader.ping()
-                used = read(watcher).minus(start)
-                result[label] = {"readers": readers, "commands_per_attach": round(used.inner / readers, 2),
-                                 "round_trips_per_attach": round(used.commands.get("evalsha", 0) / readers, 2),
-                                 "redis_bytes_out_per_attach": round(used.net_out / readers),
-                                 "redis_cpu_us_per_attach": round(used.cpu / readers * 1e6, 1),
-                                 "commands": {n: c for n, c in sorted(used.commands.items()) if c}}
+            first = await open_reader(ws, True)
+            snapshot = orjson.loads(first)
+            top = f"{ws}?since={snapshot['seq']}&epoch={snapshot['epoch']}"
+            result: dict[str, Any] = {"posts_in_blog": 20, "snapshot_payload_bytes": len(first),
+                                      "snapshot_frame_bytes": frame_bytes(len(first))}
+            result["fresh"] = await attach_round(watcher, ws, readers, False)
+            result["fresh_uncached"] = await attach_round(
+                watcher, uncached.base.replace("http://", "ws://") + "/ws/blogs/cap", readers, False)
+            result["resume"] = await attach_round(watcher, top, readers, False)
+            result["resume_storm"] = await attach_round(watcher, top, storm, True)
             async with connect(ws, compression=None, max_queue=None) as reader:
                 await reader.recv()
                 await publish(client, "cap", post, 1)
@@ -195,11 +215,10 @@ async def attach_part(processes: Processes, logs: Path, readers: int) -> dict[st
             payload = len(event.encode() if isinstance(event, str) else event)
             result["event_payload_bytes"] = payload
             result["event_frame_bytes"] = frame_bytes(payload)
-            result["snapshot_frame_bytes"] = frame_bytes(result["snapshot_payload_bytes"])
             return result
     finally:
-        if server is not None:
-            processes.stop(server.process)
+        for running in servers:
+            processes.stop(running.process)
         store.close()
 
 
@@ -214,11 +233,11 @@ def report(publishes: list[dict[str, Any]], attach: dict[str, Any]) -> str:
         idle = p["idle_per_second"]
         lines.append(f"  idle, {p['nodes']} + {p['extra_subscribers']}: {idle['commands']} commands/s, "
                      f"{idle['bytes_out']} B/s out, {idle['redis_cpu_ms']} ms/s Redis CPU")
-    fresh = attach["fresh"]
-    lines.append(f"attach (blog of {attach['posts_in_blog']} posts, {fresh['readers']} readers one after another):")
-    for label in ("fresh", "resume"):
+    lines.append(f"attach (blog of {attach['posts_in_blog']} posts; uncached: LIVEPUSH_SNAPSHOT_CACHE_BYTES=0):")
+    for label in ("fresh", "fresh_uncached", "resume", "resume_storm"):
         a = attach[label]
-        lines.append(f"  {label:<6} {a['commands_per_attach']} Redis commands, {a['round_trips_per_attach']} "
+        how = f"{a['readers']} at once" if a["concurrent"] else "one after another"
+        lines.append(f"  {label:<14} ({how}): {a['commands_per_attach']} Redis commands, {a['round_trips_per_attach']} "
                      f"scripts, {a['redis_bytes_out_per_attach']} B out of Redis, "
                      f"{a['redis_cpu_us_per_attach']} µs Redis CPU per attach")
     lines.append(f"wire: snapshot {attach['snapshot_payload_bytes']} B payload "
@@ -231,6 +250,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--readers", type=int, default=100)
+    parser.add_argument("--storm", type=int, default=300, help="resuming readers connecting at once")
     parser.add_argument("--nodes", default="1,2,4", help="numbers of subscribed livepush processes")
     parser.add_argument("--subscribers", default="16,64",
                         help="one livepush process plus this many plain pattern subscribers (Redis's cost for each)")
@@ -242,7 +262,7 @@ async def main() -> None:
         publishes = [await publish_part(processes, logs, int(n), args.posts) for n in args.nodes.split(",")]
         extras = [int(k) for k in args.subscribers.split(",") if k]
         publishes += [await publish_part(processes, logs, 1, args.posts, k) for k in extras]
-        attach = await attach_part(processes, logs, args.readers)
+        attach = await attach_part(processes, logs, args.readers, args.storm)
     finally:
         processes.stop_all()
     print(report(publishes, attach))
