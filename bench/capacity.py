@@ -11,10 +11,11 @@ starts is stopped by its own id at exit. Two parts, each well under a minute:
   round trips (EVALSHA), the commands Redis ran (INFO commandstats, scripts' inner commands
   included), bytes into and out of Redis (INFO stats, pub/sub fan-out included) and Redis CPU
   (INFO cpu). An idle window of the same length before it (canaries only) is subtracted.
-- **attach**: one process, a blog of 20 such posts; readers connect one after another, first
-  without `since` (snapshot), then resuming at the top with `since`+`epoch`. Per attach: Redis
-  commands and bytes. Also the WebSocket payload and frame size of the snapshot and of one
-  `post.created` event.
+- **attach**: a blog of 20 such posts; readers connect one after another without `since` (a
+  snapshot: from the process's cache, then from a second process with
+  LIVEPUSH_SNAPSHOT_CACHE_BYTES=0, a read each), then resuming at the top with `since`+`epoch`,
+  one after another and `--storm` at once. Per attach: Redis commands, bytes and CPU. Also the
+  WebSocket payload and frame size of the snapshot and of one `post.created` event.
 """
 
 from __future__ import annotations
