@@ -7,6 +7,8 @@ redis-server on a free port, with the persistence named). One WebSocket reader i
 posts are published one at a time and the time from sending the POST to the reader receiving
 the event is recorded. For Redis it also counts the commands Redis executed per publish
 (INFO commandstats, scripts' inner commands included) and the round trips (EVALSHA calls).
+The last rows add one replica: without WAIT, with LIVEPUSH_REDIS_WAIT_REPLICAS=1, and the same
+behind a Sentinel (REDIS_URL=redis+sentinel://).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -81,10 +84,51 @@ async def redis_server(*args: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def node(redis_url: str | None) -> AsyncIterator[str]:
+async def sentinel(primary_url: str) -> AsyncIterator[str]:
+    """One `redis-server --sentinel` monitoring *primary_url* as `bench`; yields the redis+sentinel:// URL."""
+    port, primary_port = free_port(), primary_url.rsplit(":", 1)[1].split("/")[0]
+    with tempfile.TemporaryDirectory(prefix="livepush-bench-") as data:
+        conf = Path(data) / "sentinel.conf"
+        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {data}\nsentinel monitor bench 127.0.0.1 {primary_port} 1\n")
+        process = subprocess.Popen([shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"],
+                                   stdout=subprocess.DEVNULL)
+        try:
+            client = redis.Redis(port=port)
+            for _ in range(200):
+                try:
+                    state: Any = client.sentinel_master("bench")
+                    if state["num-slaves"] >= 1:
+                        break
+                except (redis.ConnectionError, redis.ResponseError):
+                    pass
+                await asyncio.sleep(0.05)
+            yield f"redis+sentinel://127.0.0.1:{port}/bench/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@asynccontextmanager
+async def replicated(behind_sentinel: bool) -> AsyncIterator[str]:
+    """A primary (no persistence) with one replica; yields the URL livepush is given."""
+    async with redis_server("--appendonly", "no", "--repl-diskless-sync-delay", "0") as primary:
+        port = primary.rsplit(":", 1)[1].split("/")[0]
+        async with redis_server("--appendonly", "no", "--replicaof", "127.0.0.1", port):
+            client = redis.Redis.from_url(primary)
+            while client.info("replication")["connected_slaves"] < 1:  # noqa: ASYNC110 (another process)
+                await asyncio.sleep(0.02)
+            if behind_sentinel:
+                async with sentinel(primary) as url:
+                    yield url
+            else:
+                yield primary
+
+
+@asynccontextmanager
+async def node(redis_url: str | None, **extra: str) -> AsyncIterator[str]:
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "LIVEPUSH_ADMIN_TOKEN": TOKEN, "LIVEPUSH_DEMO": "0",
-           "LIVEPUSH_LOG_LEVEL": "warning", **({"REDIS_URL": redis_url} if redis_url else {})}
+           "LIVEPUSH_LOG_LEVEL": "warning", **({"REDIS_URL": redis_url} if redis_url else {}), **extra}
     process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -147,6 +191,12 @@ async def main() -> None:
                                                                    "hgetall", "psubscribe", "client|setinfo"))
             trips, commands = counts.get("evalsha", 0) / total, inner / total
             print(f"  {label} {summary(latencies)}   {trips:.1f} round trip, {commands:.1f} Redis commands per publish")
+    for label, wait, behind_sentinel in [("redis + 1 replica, no WAIT", 0, False),
+                                         ("redis + 1 replica, WAIT 1 ", 1, False),
+                                         ("sentinel + 1 replica, WAIT 1", 1, True)]:
+        async with replicated(behind_sentinel) as url, \
+                node(url, LIVEPUSH_REDIS_WAIT_REPLICAS=str(wait)) as base:
+            print(f"  {label:<28} {summary(await measure(base, args.posts))}")
 
 
 if __name__ == "__main__":

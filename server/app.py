@@ -80,7 +80,8 @@ def make_engine(settings: Settings) -> Engine:
     if settings.redis_url:
         from server.engine.redis import RedisEngine
 
-        return RedisEngine(settings.redis_url, limits)
+        return RedisEngine(settings.redis_url, limits, wait_replicas=settings.redis_wait_replicas,
+                           wait_timeout=settings.redis_wait_timeout)
     from server.engine.memory import MemoryEngine
 
     return MemoryEngine(limits)
@@ -95,6 +96,17 @@ def make_outbox(settings: Settings) -> Outbox:
     from server.engine.outbox_memory import MemoryOutbox
 
     return MemoryOutbox()
+
+
+async def engine_problem(settings: Settings) -> str | None:
+    """What stops the chosen engine from starting, in one line, checked by `serve` before uvicorn starts:
+    a Sentinel-named primary the Sentinels do not monitor. (Unreachable is no problem: the server starts
+    and answers 503 until its storage answers.)"""
+    if not settings.redis_url:
+        return None
+    from server.engine.redis import startup_problem
+
+    return await startup_problem(settings.redis_url)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:

@@ -11,6 +11,7 @@ gets the same bytes), small incoming WebSocket messages.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import resource
@@ -85,6 +86,12 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     port = settings.port if port is None else port
     if workers > 1 and not settings.redis_url:
         print("livepush: --workers > 1 needs REDIS_URL (the in-process engine is one process)", file=sys.stderr)
+        return 2
+    from server.app import engine_problem
+
+    problem = asyncio.run(engine_problem(settings))
+    if problem:
+        print(f"livepush: {problem}", file=sys.stderr)
         return 2
     # Workers re-read the environment: hand them the same admin token this process prints.
     os.environ["LIVEPUSH_ADMIN_TOKEN"] = settings.admin_token

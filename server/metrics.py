@@ -23,6 +23,9 @@ from server.relay import Relay
 ENGINE_COUNTERS = {
     "reconnects": ("livepush_redis_reconnects", "Times this process's Redis pub/sub connection was re-established"),
     "epochs_moved": ("livepush_epoch_moves", "Blogs this process moved to a new epoch (Redis restart or failover)"),
+    "wait_timeouts": ("livepush_redis_wait_timeouts",
+                      "Writes the Redis primary took that fewer than LIVEPUSH_REDIS_WAIT_REPLICAS replicas confirmed"),
+    "primary_switches": ("livepush_redis_primary_switches", "Failovers the Sentinels announced (+switch-master)"),
 }
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from server.redis_url import parse_redis_url
+
 
 class SettingsError(ValueError):
     """One or more environment variables are invalid; the message names each one."""
@@ -23,6 +25,8 @@ class Settings:
     """Typed, validated configuration. Build it with `Settings.from_env()` or directly in tests."""
 
     redis_url: str | None = None
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 1.0
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     admin_token_generated: bool = False
     jwt_secret: str | None = None
@@ -86,8 +90,11 @@ class Settings:
         reader = _Reader(env, errors)
 
         redis_url = reader.text("REDIS_URL")
-        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-            errors.append("REDIS_URL: must start with redis://, rediss:// or unix://")
+        if redis_url is not None:
+            try:
+                parse_redis_url(redis_url)
+            except ValueError as exc:
+                errors.append(f"REDIS_URL: {exc}")
         admin_token = reader.text("LIVEPUSH_ADMIN_TOKEN")
         if admin_token is not None and len(admin_token) < 16:
             errors.append("LIVEPUSH_ADMIN_TOKEN: must be at least 16 characters")
@@ -103,6 +110,8 @@ class Settings:
 
         settings = cls(
             redis_url=redis_url,
+            redis_wait_replicas=reader.integer("LIVEPUSH_REDIS_WAIT_REPLICAS", 0, low=0, high=100),
+            redis_wait_timeout=reader.number("LIVEPUSH_REDIS_WAIT_TIMEOUT", 1.0, low=0.01, high=60.0),
             admin_token=admin_token or secrets.token_urlsafe(24),
             admin_token_generated=admin_token is None,
             jwt_secret=jwt_secret,

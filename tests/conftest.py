@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis as redis_sync
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -99,6 +100,133 @@ class RedisProcess:
         with socket.create_connection(("127.0.0.1", self.port), 2) as sock:
             sock.sendall(b"FLUSHALL\r\n")
             assert sock.recv(16).startswith(b"+OK")
+
+
+SENTINEL_PRIMARY = "livepush"
+QUICK_SYNC = ("--repl-diskless-sync-delay", "0")  # a primary waits 5 s for more replicas by default
+
+
+class SentinelGroup:
+    """A primary, two replicas and three Sentinels (`redis-server --sentinel`), each in its own dir.
+
+    Short `down-after-milliseconds` and `failover-timeout`: a failover takes a second or three.
+    `flush` empties whichever server is the primary now; `primary()` asks a Sentinel which one that is.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.redises: list[RedisProcess] = []
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.sentinel_ports = [free_port() for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SENTINEL_PRIMARY}/0"
+
+    def start(self) -> None:
+        primary = self._redis("primary")
+        for index in range(2):
+            self._redis(f"replica{index}", "--replicaof", "127.0.0.1", str(primary.port))
+        self._until(lambda: all(self._info(redis.port).get("master_link_status") == "up"
+                                for redis in self.redises[1:]), "the replicas' sync")
+        for port in self.sentinel_ports:
+            self._sentinel(port, primary.port)
+        self._until(self._sentinels_agree, "the Sentinels to find each other and the replicas")
+
+    def _redis(self, name: str, *args: str) -> RedisProcess:
+        path = self.root / name
+        path.mkdir()
+        process = RedisProcess(free_port(), path, ["--appendonly", "no", *QUICK_SYNC, *args])
+        process.start()
+        self.redises.append(process)
+        return process
+
+    def _sentinel(self, port: int, primary_port: int) -> None:
+        path = self.root / f"sentinel{port}"
+        path.mkdir()
+        (path / "sentinel.conf").write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {path}\n"
+            f"sentinel monitor {SENTINEL_PRIMARY} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {SENTINEL_PRIMARY} 500\n"
+            f"sentinel failover-timeout {SENTINEL_PRIMARY} 2000\n"
+            f"sentinel parallel-syncs {SENTINEL_PRIMARY} 2\n")
+        self.sentinels.append(subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", str(path / "sentinel.conf"), "--sentinel"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def _sentinels_agree(self) -> bool:
+        for port in self.sentinel_ports:
+            with contextlib.suppress(OSError, redis_sync.RedisError):
+                state: Any = self.admin(port).sentinel_master(SENTINEL_PRIMARY)
+                if state["num-other-sentinels"] == 2 and state["num-slaves"] == 2:
+                    continue
+            return False
+        return True
+
+    @staticmethod
+    def admin(port: int) -> redis_sync.Redis:
+        return redis_sync.Redis(port=port, socket_timeout=2, driver_info=None)
+
+    def _info(self, port: int) -> dict[str, Any]:
+        with contextlib.suppress(OSError, redis_sync.RedisError):
+            info: dict[str, Any] = self.admin(port).info("replication")
+            return info
+        return {}
+
+    @staticmethod
+    def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():  # other processes: nothing to await
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Sentinel group: timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def primary(self) -> RedisProcess:
+        """The server the Sentinels name the primary now."""
+        for port in self.sentinel_ports:
+            with contextlib.suppress(OSError, redis_sync.RedisError):
+                address: Any = self.admin(port).sentinel_get_master_addr_by_name(SENTINEL_PRIMARY)
+                return next(redis for redis in self.redises if redis.port == int(address[1]))
+        raise RuntimeError("no Sentinel answered")
+
+    def flush(self) -> None:
+        self.primary().flush()
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            process.kill()
+            process.wait(10)
+        for redis in self.redises:
+            redis.stop(kill=True)
+
+
+@contextlib.contextmanager
+def sentinel_group() -> Iterator[SentinelGroup]:
+    with tempfile.TemporaryDirectory(prefix="livepush-sentinel-") as root:
+        group = SentinelGroup(Path(root))
+        try:
+            group.start()
+            yield group
+        finally:
+            group.stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel_group_session() -> Iterator[SentinelGroup]:
+    """One Sentinel group for the session's `redis-sentinel` tests, flushed by each (failover tests make their own)."""
+    with sentinel_group() as group:
+        yield group
+
+
+def redis_for(engine_kind: str, request: pytest.FixtureRequest) -> RedisProcess | SentinelGroup | None:
+    """The Redis (flushed) that tests on *engine_kind* use: None for the memory engine."""
+    fixture = {"redis": "redis_process", "redis-sentinel": "sentinel_group_session"}.get(engine_kind)
+    if fixture is None:
+        return None
+    target: RedisProcess | SentinelGroup = request.getfixturevalue(fixture)
+    target.flush()
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -231,9 +359,10 @@ class WsReader:
         return (frame.code, frame.reason) if frame is not None else (None, "")
 
 
-def make_settings(engine: str, redis: RedisProcess | None, **overrides: Any) -> Settings:
+def make_settings(engine: str, redis: RedisProcess | SentinelGroup | None, **overrides: Any) -> Settings:
+    url = redis.url if engine != "memory" and redis else None
     values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "admin_token_generated": False, "jwt_secret": JWT_SECRET,
-                              "demo": False, "redis_url": redis.url if engine == "redis" and redis else None,
+                              "demo": False, "redis_url": url,
                               "write_rate": 0.0}  # tests publish in bursts; test_rate_limits turns it on
     values.update(overrides)
     return Settings(**values)
@@ -251,9 +380,7 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def start_server(engine_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[ServerFactory]:
     """Start servers with settings overrides; all stop (and Redis is flushed) after the test."""
-    redis = request.getfixturevalue("redis_process") if engine_kind == "redis" else None
-    if redis is not None:
-        redis.flush()
+    redis = redis_for(engine_kind, request)
     started: list[LiveServer] = []
 
     async def start(**overrides: Any) -> LiveServer:

@@ -17,6 +17,7 @@ from server.engine import (
     EngineError,
     EngineUnavailable,
     IdempotencyMismatch,
+    NotReplicated,
     OutcomeUnknown,
     PostNotFound,
     QuotaExceeded,
@@ -30,6 +31,12 @@ OUTCOME_UNKNOWN = (
     "storage did not answer after the write was sent, so it may or may not have been stored; retrying is safe "
     "for an edit with If-Match (412 then means it was applied), a delete (404 then means it was done) and a "
     "create with the same Idempotency-Key (the first result comes back); a create without one may publish twice")
+
+NOT_REPLICATED = (
+    "stored on the Redis primary, but not yet on as many replicas as LIVEPUSH_REDIS_WAIT_REPLICAS asks, so a "
+    "failover could still lose it; it is visible meanwhile. Retry the same request after Retry-After: a create "
+    "with the same Idempotency-Key is answered 201 (the first result) once the replicas have it, an edit with "
+    "If-Match answers 412 (it was applied), a delete 404 (it was done)")
 
 
 class ApiError(Exception):
@@ -85,6 +92,8 @@ def from_engine(exc: EngineError) -> ApiError:
     if isinstance(exc, IdempotencyMismatch):
         return ApiError(422, "idempotency_key_reused",
                         "this Idempotency-Key was used with a different request body", field="Idempotency-Key")
+    if isinstance(exc, NotReplicated):
+        return ApiError(503, "not_replicated", f"{NOT_REPLICATED} ({exc})", headers={"Retry-After": "2"})
     if isinstance(exc, OutcomeUnknown):
         return ApiError(503, "outcome_unknown", OUTCOME_UNKNOWN, headers={"Retry-After": "2"})
     if isinstance(exc, EngineUnavailable):

@@ -349,8 +349,9 @@ async def readyz(request: Request) -> Response:
     engine = svc.engine
     if svc.drainer.draining:
         raise ApiError(503, "draining", "this process is shutting down", headers={"Retry-After": "1"})
-    if not await engine.ready():
-        raise ApiError(503, "not_ready", f"the {engine.name} engine is not reachable", headers={"Retry-After": "2"})
+    missing = await engine.not_ready()
+    if missing is not None:
+        raise ApiError(503, "not_ready", missing, headers={"Retry-After": "2"})
     if not svc.canary.healthy:
         raise ApiError(503, "deaf", f"this process has not heard its own events for {svc.canary.age:.1f}s",
                        headers={"Retry-After": "2"})

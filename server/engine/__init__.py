@@ -109,6 +109,15 @@ class Limits:
     blogs: int = 10_000
 
 
+class NotReplicated(OutcomeUnknown):
+    """The primary stored the write but fewer replicas than required confirmed it in time (Redis WAIT).
+
+    It is visible now and survives unless the primary fails before its replicas catch up. The same
+    retries as for OutcomeUnknown are safe; a create retried with its idempotency key is answered
+    once the replicas have it.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Committed(Generic[T]):
     """The result of an acknowledged write: the new state and the seq of its event."""
@@ -184,8 +193,8 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    async def ready(self) -> bool:
-        """True when writes can be accepted right now."""
+    async def not_ready(self) -> str | None:
+        """None when writes can be accepted right now; else what is missing, in a few words for `/readyz`."""
         ...
 
     def counters(self) -> dict[str, int]:

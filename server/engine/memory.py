@@ -99,8 +99,8 @@ class MemoryEngine:
     async def close(self) -> None:
         self._deliver = None
 
-    async def ready(self) -> bool:
-        return self._deliver is not None
+    async def not_ready(self) -> str | None:
+        return None if self._deliver is not None else "the memory engine has not started"
 
     def counters(self) -> dict[str, int]:
         return {}  # one process, nothing to reconnect to, and its history is never lost

@@ -41,7 +41,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server import wire
@@ -62,6 +62,7 @@ from server.engine import (
     Idempotency,
     IdempotencyMismatch,
     Limits,
+    NotReplicated,
     OutcomeUnknown,
     PostIdTaken,
     PostNotFound,
@@ -72,8 +73,10 @@ from server.engine import (
     parse_updated_cursor,
     updated_cursor,
 )
+from server.engine.sentinel import SentinelWatch, UnknownPrimary, check_primary_known, sentinel_client, sentinels_of
 from server.model import Blog, Post, format_time
 from server.paging import Order, Page, Position, millis, page_of
+from server.redis_url import RedisTarget, parse_redis_url
 from server.wire import Frame
 
 log = logging.getLogger("livepush.redis")
@@ -95,9 +98,11 @@ _REFUSED = re.compile(r"(^|: )(MISCONF|OOM|NOREPLICAS|MASTERDOWN|BUSY|TRYAGAIN) 
 _FAILURES = (RedisError, OSError)
 
 
-# What redis-py raises before a command leaves: it could not connect, or found no usable connection.
-# After the command was sent, a timeout or a lost connection says nothing about whether it ran.
-_NOT_SENT = re.compile(r"connecting|No connection available|Connection not ready|Connection has data")
+# What redis-py raises before a command leaves: it could not connect, or found no usable connection
+# (or no primary); or its Sentinel pool's word for a READONLY answer. After the command was sent, a
+# timeout or a lost connection says nothing about whether it ran.
+_NOT_SENT = re.compile(r"connecting|No connection available|Connection not ready|Connection has data|"
+                       r"No master found|The previous master is now a slave")
 _WRITES = frozenset({"create_blog", "update_blog", "create_post", "update_post", "delete_post"})
 _REBASE_BATCH = 100
 
@@ -111,17 +116,43 @@ def _maybe_ran(exc: BaseException) -> bool:
     return not isinstance(exc, ResponseError) and not _NOT_SENT.search(str(exc))
 
 
-def make_client(url: str, health_check_interval: float = 2.0) -> aioredis.Redis:
+def make_client(url: str | RedisTarget, health_check_interval: float = 2.0,
+                socket_timeout: float = 2.0) -> aioredis.Redis:
     """The client every RedisEngine uses: fail fast, never retry, never send CLIENT SETINFO.
+
+    For one Redis, the URL's server; behind Sentinels, whichever server they name the primary
+    when a connection is opened (server.engine.sentinel).
 
     No retries: a write script retried after a timeout might run twice. `driver_info=None` is
     redis-py 8's supported switch for CLIENT SETINFO: its two pipelined SETINFOs are answered
     with an error by Redis < 7.2, and when a health-check PING gets between them (the event loop
     was busy for longer than the check interval) the PING reads that error and the command fails.
     """
-    return aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
-                                   retry=Retry(ExponentialBackoff(), 0), health_check_interval=health_check_interval,
-                                   driver_info=None)
+    target = parse_redis_url(url) if isinstance(url, str) else url
+    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": socket_timeout,
+                               "retry": Retry(ExponentialBackoff(), 0), "health_check_interval": health_check_interval,
+                               "driver_info": None}
+    if target.kind == "sentinel":
+        return sentinel_client(target, **options)
+    return aioredis.Redis.from_url(target.url, **options)
+
+
+async def startup_problem(url: str) -> str | None:
+    """What in *url* cannot work however long one waits, found before serving (see server.engine.sentinel)."""
+    target = parse_redis_url(url)
+    if target.kind == "sentinel":
+        try:
+            await check_primary_known(target)
+        except UnknownPrimary as exc:
+            return str(exc)
+    return None
+
+
+async def close_client(client: aioredis.Redis) -> None:
+    """Close *client* and, behind Sentinels, its Sentinel clients (which master_for leaves to the caller)."""
+    await client.aclose()
+    for sentinel in sentinels_of(client):
+        await sentinel.aclose()
 
 
 def _keys(blog_id: str) -> list[str]:
@@ -167,13 +198,18 @@ class RedisEngine:
 
     name = "redis"
 
-    def __init__(self, url: str, limits: Limits | None = None, identity_interval: float = 10.0) -> None:
-        self._url = url
+    def __init__(self, url: str, limits: Limits | None = None, identity_interval: float = 10.0,
+                 wait_replicas: int = 0, wait_timeout: float = 1.0) -> None:
+        self._target = parse_redis_url(url)
         self._limits = limits or Limits()
         self._history = self._limits.history_size
         self._history_bytes = self._limits.history_bytes
         self._identity_interval = identity_interval
-        self._redis = make_client(url)
+        self._wait = (wait_replicas, max(1, round(wait_timeout * 1000)))
+        # A WAIT holds its connection for up to its timeout: the socket must outlast it.
+        self._redis = make_client(self._target, socket_timeout=max(2.0, wait_timeout + 1.0))
+        sentinels = sentinels_of(self._redis)
+        self._watch = SentinelWatch(self._target, sentinels, self._primary_switched) if sentinels else None
         self._scripts = {name: self._script(name) for name in
                          ("create_blog", "update_blog", "create_post", "update_post", "delete_post",
                           "events_since", "page", "identity", "rebase")}
@@ -186,8 +222,11 @@ class RedisEngine:
         self._suspect = True  # check the server's identity before the next script
         self._complaint = ""  # what was last logged about the server, so it is logged once
         self.identity: str | None = None  # "<run_id>:<master_replid>" of the server last confirmed
+        self._subscribed = False
+        self._reachable = asyncio.Event()  # set when a primary answered; wakes a subscription backing off
         self.reconnects = 0
         self.epochs_moved = 0  # blogs this process moved to a new epoch
+        self.wait_timeouts = 0  # writes the primary took but fewer than LIVEPUSH_REDIS_WAIT_REPLICAS replicas confirmed
 
     def _script(self, name: str) -> AsyncScript:
         folder = resources.files("server.engine") / "lua"
@@ -199,15 +238,62 @@ class RedisEngine:
         return self._redis.register_script(body)
 
     async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> Any:
+        write = name in _WRITES
+        if write and self._watch is not None and self._watch.failing_over:
+            raise EngineUnavailable(f"a failover of the primary {self._target.primary!r} is under way")
         if self._suspect:
             await self._confirm_identity()
+        keys = [*_keys(blog_id), *extra_keys]
         try:
-            return await self._scripts[name](keys=[*_keys(blog_id), *extra_keys], args=list(args))
+            if write and self._wait[0]:
+                return await self._run_and_wait(name, keys, args)
+            return await self._scripts[name](keys=keys, args=list(args))
         except _FAILURES as exc:
             unavailable = self._unavailable(exc)
-            if name in _WRITES and _maybe_ran(exc):
+            if write and _maybe_ran(exc):
                 raise OutcomeUnknown(str(exc)) from exc
             raise unavailable from exc
+
+    async def _run_and_wait(self, name: str, keys: list[str], args: Sequence[Any]) -> Any:
+        """The write script, then WAIT on the same connection (WAIT counts that connection's writes).
+
+        EVALSHA rather than the Script object: a pipeline of Scripts asks SCRIPT EXISTS on every
+        execute. NOSCRIPT means the script did not run (WAIT then waited for nothing): load it, again.
+        """
+        script = self._scripts[name]
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.wait(*self._wait)
+                reply, acked = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+            await self._redis.script_load(script.script)
+        if isinstance(reply, Exception):
+            raise reply
+        if reply == 1 or (isinstance(reply, list) and reply[0] == b"ok"):  # create_blog answers 1 when it created
+            self._replicated(acked)
+        return reply
+
+    def _replicated(self, acked: int | Exception) -> None:
+        """NotReplicated unless WAIT said enough replicas have the write (the primary has it)."""
+        wanted, timeout_ms = self._wait
+        if isinstance(acked, Exception) or acked < wanted:
+            self.wait_timeouts += 1
+            confirmed = "WAIT failed" if isinstance(acked, Exception) else f"{acked} of {wanted} replicas confirmed it"
+            raise NotReplicated(f"{confirmed} within {timeout_ms} ms")
+
+    async def _replay_replicated(self, key: str, ttl: int) -> None:
+        """WAIT for a replayed create: it wrote nothing on this connection, so first touch its key (EXPIRE is a
+        write, replicated after the original one), then WAIT counts replicas that have everything up to it."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.expire(key, ttl)
+                pipe.wait(*self._wait)
+                _, acked = await pipe.execute(raise_on_error=False)
+        except _FAILURES as exc:
+            raise self._unavailable(exc) from exc
+        self._replicated(acked)
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         """The error for a lost or refused command (anything else is raised as it is).
@@ -226,7 +312,11 @@ class RedisEngine:
     # lifecycle
 
     async def start(self, deliver: Deliver, resync: Resync) -> None:
+        """Connect; UnknownPrimary (a ValueError naming REDIS_URL) if the Sentinels monitor no such primary."""
         self._deliver, self._resync = deliver, resync
+        if self._watch is not None:
+            await check_primary_known(self._target)
+            self._spawn(self._watch.run())
         # Before serving: a blog created now must not be moved by a check that was merely late.
         with contextlib.suppress(EngineUnavailable):  # Redis down: the first connection checks
             await self._confirm_identity()
@@ -245,20 +335,31 @@ class RedisEngine:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.1)
         await asyncio.gather(*tasks, return_exceptions=True)  # all done: collects their outcome
-        await self._redis.aclose()
+        await close_client(self._redis)
 
     def counters(self) -> dict[str, int]:
-        return {"reconnects": self.reconnects, "epochs_moved": self.epochs_moved}
+        counts = {"reconnects": self.reconnects, "epochs_moved": self.epochs_moved, "wait_timeouts": self.wait_timeouts}
+        if self._watch is not None:
+            counts["primary_switches"] = self._watch.switches
+        return counts
 
-    async def ready(self) -> bool:
+    async def not_ready(self) -> str | None:
+        if self._watch is not None and self._watch.failing_over:
+            return f"a failover of the redis primary {self._target.primary!r} is under way"
         try:
-            return bool(await asyncio.wait_for(self._redis.ping(), 1.0))
+            await asyncio.wait_for(self._redis.ping(), 1.0)
         except ResponseError as exc:
             # A full disk (MISCONF) makes Redis refuse even PING, yet it serves every read: readers can still
             # attach and resume, so the process stays in rotation; writes answer 503.
-            return str(exc).startswith("MISCONF")
-        except (RedisError, OSError, TimeoutError):
-            return False
+            if not str(exc).startswith("MISCONF"):
+                return f"redis at {self._target.for_logs()} refuses commands: {exc}"
+        except (RedisError, OSError, TimeoutError) as exc:
+            if "No master found" in str(exc):
+                return f"no redis primary: the Sentinels name none for {self._target.primary!r}"
+            return f"no redis primary reachable at {self._target.for_logs()}"
+        if not self._subscribed:
+            return "the redis pub/sub subscription is lost (reconnecting)"
+        return None
 
     # blogs
 
@@ -299,6 +400,7 @@ class RedisEngine:
                     await self._redis.zadd(BLOGS_UPDATED, scores, nx=True)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
+        self._replicated(acked)
 
     @staticmethod
     def _blog_args(blog: Blog, epoch: str, max_blogs: int) -> list[Any]:
@@ -377,6 +479,8 @@ class RedisEngine:
         if status == b"ok":
             return Committed(post, int(reply[1]))
         if status == b"replayed":
+            if idempotency is not None and self._wait[0]:
+                await self._replay_replicated(key, idempotency.ttl)
             return Committed(Post.model_validate_json(reply[2]), int(reply[1]), replayed=True)
         self._refuse(status, blog_id, post.id, reply)
         raise AssertionError("unreachable")
@@ -507,6 +611,7 @@ class RedisEngine:
             self._complaint, self._suspect = "unchecked", False
             return 0
         self.identity, self._suspect, self._complaint = identity, False, ""
+        self._reachable.set()
         return moved
 
     async def _rebase_all(self) -> int:
@@ -554,6 +659,7 @@ class RedisEngine:
                                       ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(PATTERN)
+                self._subscribed = True
                 self._connected()  # a fresh PubSub's connect hook only covers its later reconnects
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
@@ -566,11 +672,15 @@ class RedisEngine:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except (RedisError, OSError) as exc:
+                self._subscribed = False
                 if not failing:
                     log.error("redis pub/sub lost (%s): %s; reconnecting", self._url_for_logs(), exc)
                     failing = True
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(delay)
+                # Back off, but try again at once when a command reaches a primary: readiness waits for this.
+                self._reachable.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._reachable.wait(), delay)
                 delay = min(delay * 2, 5.0)
 
     def _connected(self) -> None:
@@ -595,7 +705,13 @@ class RedisEngine:
             self._deliver(Frame(channel_name[4:-6].decode(), int(seq), event, epoch.decode()))
 
     def _url_for_logs(self) -> str:
-        return self._url.split("@")[-1]
+        return self._target.for_logs()
+
+    def _primary_switched(self, address: str) -> None:
+        """The Sentinels moved the primary: drop every connection (the subscription's too), so each reconnects
+        to *address*, and check whom we talk to before the next script."""
+        self._suspect = True
+        self._spawn(self._redis.connection_pool.disconnect(inuse_connections=True))
 
     @staticmethod
     def _refuse(status: bytes, blog_id: str, post_id: str, reply: Sequence[Any] = ()) -> None:

@@ -29,9 +29,10 @@ from server.engine import (
 from server.model import Blog, Post
 from server.paging import BadCursor
 from server.wire import Frame
-from tests.conftest import RedisProcess, make_settings
+from tests.conftest import make_settings, redis_for
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+pytestmark = pytest.mark.parametrize("engine_kind", ["memory", "redis", "redis-sentinel"], indirect=True)
 
 
 class Sink:
@@ -59,9 +60,7 @@ class Sink:
 
 @pytest.fixture
 async def engine(engine_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Engine, Sink]]:
-    redis: RedisProcess | None = request.getfixturevalue("redis_process") if engine_kind == "redis" else None
-    if redis is not None:
-        redis.flush()
+    redis = redis_for(engine_kind, request)
     engine = make_engine(make_settings(engine_kind, redis, history_size=1000))
     sink = Sink()
     await engine.start(sink.deliver, sink.resync)

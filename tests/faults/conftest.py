@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, free_port, make_settings
+from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, SentinelGroup, free_port, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,7 +190,7 @@ async def start_readers(bases: list[str], blog_id: str, count: int) -> list[Scor
 
 
 @contextlib.asynccontextmanager
-async def in_process_node(redis: RedisProcess, **overrides: Any) -> AsyncIterator[LiveServer]:
+async def in_process_node(redis: RedisProcess | SentinelGroup, **overrides: Any) -> AsyncIterator[LiveServer]:
     """A livepush node on *redis*, served by uvicorn in the test's own loop."""
     server = LiveServer(make_settings("redis", redis, **overrides))
     await server.start()
