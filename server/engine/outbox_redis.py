@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from server import wire
 from server.engine import EngineUnavailable
 from server.engine.outbox import LOG_SIZE, Attempt, Endpoint, Outbox
-from server.engine.redis import make_client
+from server.engine.redis import close_client, make_client
 
 INDEX = "lp:hooks"
 T = TypeVar("T")
@@ -148,7 +148,7 @@ class RedisOutbox:
         return [Attempt(**wire.loads(item)) for item in raw]
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)  # behind Sentinels, their clients too
 
 
 def _endpoint(conf: Mapping[bytes, bytes]) -> Endpoint:

@@ -271,7 +271,7 @@ class RedisEngine:
             await self._redis.script_load(script.script)
         if isinstance(reply, Exception):
             raise reply
-        if reply == 1 or (isinstance(reply, list) and reply[0] == b"ok"):  # create_blog answers 1 when it created
+        if isinstance(reply, list) and reply[0] == b"ok":
             self._replicated(acked)
         return reply
 
@@ -400,7 +400,6 @@ class RedisEngine:
                     await self._redis.zadd(BLOGS_UPDATED, scores, nx=True)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
-        self._replicated(acked)
 
     @staticmethod
     def _blog_args(blog: Blog, epoch: str, max_blogs: int) -> list[Any]:

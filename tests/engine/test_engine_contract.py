@@ -232,9 +232,7 @@ async def test_import_loads_a_whole_blog_once(engine: tuple[Engine, Sink]) -> No
 @contextlib.asynccontextmanager
 async def limited(engine_kind: str, request: pytest.FixtureRequest, **limits: int) -> AsyncIterator[Engine]:
     """An engine started with settings overrides (quotas, history bounds) on a clean store."""
-    redis: RedisProcess | None = request.getfixturevalue("redis_process") if engine_kind == "redis" else None
-    if redis is not None:
-        redis.flush()
+    redis = redis_for(engine_kind, request)
     eng = make_engine(make_settings(engine_kind, redis, **limits))
     sink = Sink()
     await eng.start(sink.deliver, sink.resync)
