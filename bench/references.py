@@ -101,6 +101,10 @@ http {{
         listen 127.0.0.1:{port} backlog=65535;
         location = /blogs/{blog} {{ default_type text/html; alias {tmp}/page.html; }}
         location /client/ {{ alias {tmp}/client/; }}
+        location ~ ^/client/v/[^/]+/(?<asset>.*)$ {{
+            alias {tmp}/client/$asset;
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }}
         location ~ ^/sub/([a-z0-9-]+)$ {{
             nchan_subscriber websocket;
             nchan_channel_id $1;
