@@ -54,6 +54,7 @@ from server.services import Services, services
 from server.settings import Settings
 from server.streams.handshake import Handshakes
 from server.streams.keepalive import Keepalive
+from server.streams.multiplex import multiplex_stream
 from server.streams.sse import sse_stream
 from server.streams.websocket import websocket_stream
 from server.webhooks.dispatcher import Dispatcher
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     routes: list[BaseRoute] = [
         *api_routes(),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        WebSocketRoute("/ws", multiplex_stream),
         WebSocketRoute("/ws/blogs/{blog}", websocket_stream),
         Route("/sse/blogs/{blog}", sse_stream, methods=["GET"]),
         *page_routes(),

@@ -325,14 +325,15 @@ class Hub:
         """Close up to *limit* readers, any blogs; return how many (used to pace a drain)."""
         closed = 0
         for blog_id in list(self._readers):
-            readers = self._readers[blog_id]
+            # A reader's close may detach its connection's other readers (server.streams.multiplex).
+            readers = self._readers.get(blog_id)
             while readers and closed < limit:
                 reader = readers.pop()
                 reader.close(code, reason)
                 self._conflations_retired += reader.conflations
                 closed += 1
             if not readers:
-                del self._readers[blog_id]
+                self._readers.pop(blog_id, None)
             if closed >= limit:
                 break
         return closed

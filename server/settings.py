@@ -53,6 +53,7 @@ class Settings:
     canary_timeout: float = 10.0
     max_streams: int = 0
     max_streams_per_address: int = 0
+    max_blogs_per_stream: int = 50
     max_loop_lag: float = 0.0
     write_rate: float = 100.0
     write_burst: float = 500.0
@@ -140,6 +141,7 @@ class Settings:
             canary_timeout=reader.number("LIVEPUSH_CANARY_TIMEOUT", 10.0, low=2.0, high=600.0),
             max_streams=reader.integer("LIVEPUSH_MAX_STREAMS", 0, low=0, high=10_000_000),
             max_streams_per_address=reader.integer("LIVEPUSH_MAX_STREAMS_PER_ADDRESS", 0, low=0, high=10_000_000),
+            max_blogs_per_stream=reader.integer("LIVEPUSH_MAX_BLOGS_PER_STREAM", 50, low=1, high=10_000),
             max_loop_lag=reader.number("LIVEPUSH_MAX_LOOP_LAG", 0.0, low=0.0, high=60.0),
             write_rate=reader.number("LIVEPUSH_WRITE_RATE", 100.0, low=0.0, high=1e6),
             write_burst=reader.number("LIVEPUSH_WRITE_BURST", 500.0, low=1.0, high=1e7),

@@ -97,7 +97,7 @@ PING = Frame("", 0, b'{"type":"ping"}')
 
 def conflated(blog_id: str, seqs: Sequence[int]) -> Frame:
     """The notice a lagging reader gets in place of superseded state events: their seqs, never to come."""
-    return Frame(blog_id, 0, dumps({"type": "conflated", "seqs": list(seqs)}))
+    return Frame(blog_id, 0, dumps({"type": "conflated", "blog": blog_id, "seqs": list(seqs)}))
 
 
 def dumps(value: Any) -> bytes:

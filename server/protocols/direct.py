@@ -105,8 +105,8 @@ _NO_HANDLER = _NoHandler()
 class Detached(Protocol):
     """Who takes over a connection whose ASGI handler has returned (see `DirectSocket.detach`)."""
 
-    def received(self, text: bool, valid: bool) -> None:
-        """A message arrived: text or binary; *valid* is False for text that is not UTF-8."""
+    def received(self, text: bool, valid: bool, data: bytes) -> None:
+        """A message arrived: text or binary, its payload *data*; *valid* is False for text that is not UTF-8."""
 
     def lost(self) -> None:
         """The connection is gone (called once)."""
@@ -286,7 +286,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
                 bytes(data).decode()
             except UnicodeDecodeError:
                 valid = False
-        handler.received(text, valid)
+        handler.received(text, valid, data)
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -137,7 +137,7 @@ class _DetachedReader:
         self._address = address
         self._guard: _InputGuard | None = None  # made by the first message: most readers never send one
 
-    def received(self, text: bool, valid: bool) -> None:
+    def received(self, text: bool, valid: bool, data: bytes) -> None:
         if text and not valid:
             self._reader.close(Close.INVALID_DATA, "text that is not UTF-8")
             return

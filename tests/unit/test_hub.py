@@ -127,7 +127,7 @@ def test_a_conflating_reader_keeps_only_the_latest_state_and_says_which_seqs_it_
                   event(7, "post.deleted", "b")):
         assert reader.offer(frame)
     notice, *frames = reader.take()
-    assert orjson.loads(notice.data) == {"type": "conflated", "seqs": [2, 3, 4]}
+    assert orjson.loads(notice.data) == {"type": "conflated", "blog": "b1", "seqs": [2, 3, 4]}
     assert [f.seq for f in frames] == [1, 5, 6, 7]  # creations and deletions are never dropped
     assert reader.conflations == 3
 
