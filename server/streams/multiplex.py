@@ -40,7 +40,7 @@ from server.wire import PING, Frame
 log = logging.getLogger("livepush.ws")
 
 MAX_MESSAGE_BYTES = 4096  # a subscribe is under 200 bytes
-MESSAGES_PER_MINUTE = 240  # room to subscribe to the cap (50) a few times over
+MESSAGES_PER_MINUTE = 120  # as many as the protocol lets through (server.protocols.direct.FRAMES_PER_MINUTE)
 
 
 async def multiplex_stream(websocket: WebSocket) -> None:

@@ -94,3 +94,156 @@ async def test_five_blogs_on_one_connection_each_snapshot_then_tagged_events(ser
     assert sorted((e["blog"], e["type"], e["post"]["headline"]) for e in events) == [
         (b, "post.created", f"In {b}") for b in BLOGS]
     assert {e["blog"]: e["seq"] for e in events} == {"m0": 1, "m1": 1, "m2": 2, "m3": 1, "m4": 1}
+
+
+async def test_each_blog_resumes_with_its_own_since_and_epoch(server: LiveServer) -> None:
+    """After a disconnect, each subscribe with since/epoch gets exactly the events it missed, then live ones."""
+    await make_blogs(server)
+    async with mux(server) as reader:
+        for blog_id in BLOGS:
+            await reader.subscribe(blog_id)
+        found = await snapshots(reader, 5)
+        for i, blog_id in enumerate(BLOGS):
+            for n in range(i):
+                await server.publish(blog_id, headline=f"{blog_id} seen {n}")
+        seen = [await reader.next() for _ in range(sum(range(5)))]
+    last = {b: max([0] + [e["seq"] for e in seen if e["blog"] == b]) for b in BLOGS}
+    assert last == {b: i for i, b in enumerate(BLOGS)}
+    for i, blog_id in enumerate(BLOGS):  # missed while away: blog i misses i + 1 events
+        for n in range(i + 1):
+            await server.publish(blog_id, headline=f"{blog_id} missed {n}")
+    async with mux(server) as reader:
+        for blog_id in BLOGS:
+            await reader.subscribe(blog_id, since=last[blog_id], epoch=found[blog_id]["epoch"])
+        replayed = [await reader.next() for _ in range(sum(range(1, 6)))]
+        for blog_id in BLOGS:
+            await server.publish(blog_id, headline=f"{blog_id} live")
+        live = [await reader.next() for _ in BLOGS]
+    for i, blog_id in enumerate(BLOGS):
+        mine = [e for e in replayed if e["blog"] == blog_id]
+        assert [e["seq"] for e in mine] == list(range(i + 1, 2 * i + 2))
+        assert [e["post"]["headline"] for e in mine] == [f"{blog_id} missed {n}" for n in range(i + 1)]
+    assert sorted((e["blog"], e["seq"]) for e in live) == [(b, 2 * i + 2) for i, b in enumerate(BLOGS)]
+
+
+async def test_an_unsubscribed_blog_sends_nothing_more(server: LiveServer) -> None:
+    """`unsubscribed` answers an unsubscribe; after it no event of that blog comes, the others go on."""
+    await make_blogs(server, ["m0", "m1"])
+    async with mux(server) as reader:
+        await reader.subscribe("m0")
+        await reader.subscribe("m1")
+        await snapshots(reader, 2)
+        await reader.send(type="unsubscribe", blog="m0")
+        assert await reader.next() == {"type": "unsubscribed", "blog": "m0"}
+        await wait_until(lambda: server.services.hub.count("m0") == 0, what="m0's reader detached")
+        await server.publish("m0", headline="Unseen")
+        await server.publish("m1", headline="Seen")
+        event = await reader.next()
+        assert (event["blog"], event["post"]["headline"]) == ("m1", "Seen")
+        await reader.send(type="unsubscribe", blog="never-subscribed")
+        assert await reader.next() == {"type": "unsubscribed", "blog": "never-subscribed"}
+        await server.publish("m1", headline="Still")
+        assert (await reader.next())["post"]["headline"] == "Still"
+
+
+async def test_a_bad_or_unknown_blog_gets_an_error_and_the_others_carry_on(server: LiveServer) -> None:
+    """A malformed id and a missing blog among good ones: an error each, the connection and others unaffected."""
+    await make_blogs(server, ["m0", "m1"])
+    async with mux(server) as reader:
+        for blog_id in ("m0", "Not A Blog!", "missing", "m1"):
+            await reader.subscribe(blog_id)
+        messages = [await reader.next() for _ in range(4)]
+        errors = {m["blog"]: m for m in messages if m["type"] == "error"}
+        assert sorted(blog_of(m) for m in messages if m["type"] == "snapshot") == ["m0", "m1"]
+        assert errors["Not A Blog!"]["code"] == "invalid_blog" and errors["Not A Blog!"]["field"] == "blog"
+        assert errors["missing"]["code"] == "unknown_blog" and errors["missing"]["detail"]
+        await server.publish("m0", headline="A")
+        await server.publish("m1", headline="B")
+        events = [await reader.next() for _ in range(2)]
+    assert sorted((e["blog"], e["post"]["headline"]) for e in events) == [("m0", "A"), ("m1", "B")]
+    await wait_until(lambda: server.services.hub.count() == 0, what="readers detached after the connection")
+
+
+async def test_more_blogs_than_the_cap_get_an_error_for_the_extra(server: LiveServer) -> None:
+    """With LIVEPUSH_MAX_BLOGS_PER_STREAM=6 the seventh subscribe is refused until one is unsubscribed."""
+    ids = [f"c{i}" for i in range(7)]
+    await make_blogs(server, ids)
+    async with mux(server) as reader:
+        for blog_id in ids:
+            await reader.subscribe(blog_id)
+        messages = [await reader.next() for _ in ids]
+        assert sorted(blog_of(m) for m in messages if m["type"] == "snapshot") == ids[:6]
+        assert [m for m in messages if m["type"] == "error"] == [
+            {"type": "error", "blog": "c6", "code": "too_many_blogs", "detail": "at most 6 blogs on one connection"}]
+        assert server.services.hub.count() == 6
+        await reader.send(type="unsubscribe", blog="c0")
+        assert (await reader.next())["type"] == "unsubscribed"
+        await reader.subscribe("c6")
+        assert blog_of(await reader.next()) == "c6"
+
+
+async def test_subscribing_again_resumes_in_place(server: LiveServer) -> None:
+    """A second subscribe to the same blog replaces the first: with since/epoch it resumes, nothing twice."""
+    await make_blogs(server, ["m0"])
+    async with mux(server) as reader:
+        await reader.subscribe("m0")
+        snapshot = await reader.next()
+        await server.publish("m0", headline="One")
+        assert (await reader.next())["seq"] == 1
+        await reader.subscribe("m0", since=1, epoch=snapshot["epoch"])
+        await server.publish("m0", headline="Two")
+        event = await reader.next()
+        assert (event["seq"], event["post"]["headline"]) == (2, "Two")
+        await reader.subscribe("m0")
+        again = await reader.next()
+        assert again["type"] == "snapshot" and again["seq"] == 2
+        assert server.services.hub.count("m0") == 1
+
+
+@pytest.mark.parametrize(("message", "code", "field"), [
+    (b"not json", "invalid_json", None),
+    (b"[1, 2]", "invalid_json", None),
+    (b'{"type": "publish", "blog": "m0"}', "unknown_type", "type"),
+    (b'{"blog": "m0"}', "invalid_field", "type"),
+    (b'{"type": "subscribe"}', "invalid_field", "blog"),
+    (b'{"type": "subscribe", "blog": 7}', "invalid_field", "blog"),
+    (b'{"type": "subscribe", "blog": "m0", "since": "3", "epoch": "e"}', "invalid_field", "since"),
+    (b'{"type": "subscribe", "blog": "m0", "since": true, "epoch": "e"}', "invalid_field", "since"),
+    (b'{"type": "subscribe", "blog": "m0", "since": 1, "epoch": "no spaces"}', "invalid_field", "epoch"),
+])
+async def test_a_malformed_message_gets_an_error_and_the_connection_stays(
+        server: LiveServer, message: bytes, code: str, field: str | None) -> None:
+    """Not JSON, not an object, an unknown type, a missing or mistyped field: an error naming it; nothing closes."""
+    await make_blogs(server, ["m0"])
+    async with mux(server) as reader:
+        await reader.connection.send(message.decode())
+        error = await reader.next()
+        assert (error["type"], error["code"], error.get("field")) == ("error", code, field)
+        assert error["detail"]
+        await reader.subscribe("m0")
+        assert blog_of(await reader.next()) == "m0"
+
+
+@pytest.mark.parametrize(("send", "code"), [
+    (lambda c: c.send("x" * (MAX_MESSAGE_BYTES + 1)), 1009),
+    (lambda c: c.send(b'{"type": "subscribe", "blog": "m0"}'), 1003),
+])
+async def test_an_oversized_or_binary_message_closes_with_its_code(server: LiveServer, send: Any, code: int) -> None:
+    """Over 4 KiB of text closes with 1009, a binary message with 1003: the contract's frame rules."""
+    await make_blogs(server, ["m0"])
+    async with mux(server) as reader:
+        await reader.subscribe("m0")
+        await reader.next()
+        await send(reader.connection)
+        assert (await reader.closed())[0] == code
+    await wait_until(lambda: server.services.hub.count() == 0, what="the connection's readers detached")
+    await wait_until(lambda: server.services.admission.open == 0, what="its admission place released")
+
+
+async def test_a_flood_of_messages_closes_with_1008(server: LiveServer) -> None:
+    """More messages a minute than the budget: closed with 1008 (policy)."""
+    async with mux(server) as reader:
+        with contextlib.suppress(Exception):
+            for _ in range(200):
+                await reader.send(type="unsubscribe", blog="m0")
+        assert (await reader.closed())[0] == 1008
