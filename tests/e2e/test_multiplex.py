@@ -10,9 +10,12 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.http11 import Response
+from websockets.protocol import State
 
 from server.streams.multiplex import MAX_MESSAGE_BYTES
 from tests.conftest import LiveServer, ServerFactory, wait_until
+from tests.e2e.test_conflation import BODY, EDITS, StalledReader
 
 BLOGS = [f"m{i}" for i in range(5)]
 
@@ -20,7 +23,8 @@ BLOGS = [f"m{i}" for i in range(5)]
 @pytest.fixture(params=["direct", "asgi"])
 async def server(start_server: ServerFactory, request: pytest.FixtureRequest) -> LiveServer:
     """Every test runs on both write paths: direct (pre-framed bytes) and standard ASGI send."""
-    return await start_server(direct_write=request.param == "direct", max_blogs_per_stream=6)
+    return await start_server(direct_write=request.param == "direct", max_blogs_per_stream=6,
+                              reader_buffer_bytes=512 * 1024)
 
 
 class Mux:
@@ -247,3 +251,69 @@ async def test_a_flood_of_messages_closes_with_1008(server: LiveServer) -> None:
             for _ in range(200):
                 await reader.send(type="unsubscribe", blog="m0")
         assert (await reader.closed())[0] == 1008
+
+
+async def subscribe_stalled(server: LiveServer, query: str, blogs: list[str]) -> StalledReader:
+    """A `/ws` reader that reads only when told to, subscribed to *blogs* (their snapshots read)."""
+    stalled = await StalledReader.open(f"{server.ws_base}/ws{query}")
+    while stalled._protocol.state is not State.OPEN:  # the 101 first: nothing may be sent before it
+        stalled._protocol.receive_data(await asyncio.wait_for(stalled._reader.read(65536), 5))
+        assert [e.status_code for e in stalled._protocol.events_received() if isinstance(e, Response)] == [101]
+    for blog_id in blogs:
+        stalled._protocol.send_text(orjson.dumps({"type": "subscribe", "blog": blog_id}))
+    stalled._flush()
+    for _ in blogs:
+        assert (await stalled.next() or {}).get("type") == "snapshot"
+    return stalled
+
+
+async def edit_many_times(server: LiveServer, blog_id: str) -> int:
+    post_id = (await server.publish(blog_id, headline="Edited many times")).json()["post"]["id"]
+    last = 0
+    for n in range(EDITS):
+        edited = await server.http.patch(f"/api/blogs/{blog_id}/posts/{post_id}", headers=server.auth(),
+                                         json={"headline": f"Edit {n}", "body": BODY})
+        assert edited.status_code == 200, edited.text
+        last = edited.json()["seq"]
+    return last
+
+
+async def test_a_lagging_connection_with_conflate_gets_each_blogs_latest_state(server: LiveServer) -> None:
+    """`/ws?conflate=1`: a connection that lags gets `conflated` notices naming their blog, stays open."""
+    await make_blogs(server, ["m0", "m1"])
+    stalled = await subscribe_stalled(server, "?conflate=1", ["m0", "m1"])
+    try:
+        last = await edit_many_times(server, "m0")  # the reader reads nothing meanwhile
+        await server.publish("m1", headline="Other blog")
+        received: list[int] = []
+        notices: list[int] = []
+        other: list[str] = []
+        while not received or received[-1] < last or not other:
+            message = await stalled.next()
+            assert message is not None, "the lagging connection was closed"
+            if message["type"] == "conflated":
+                assert message["blog"] == "m0"
+                notices.extend(message["seqs"])
+            elif message["type"] != "ping" and message["blog"] == "m1":
+                other.append(message["post"]["headline"])
+            elif message["type"] != "ping":
+                received.append(message["seq"])
+        assert notices, "nothing was conflated: the reader never lagged"
+        assert sorted(received + notices) == list(range(1, last + 1))
+        assert other == ["Other blog"]
+    finally:
+        stalled.close()
+
+
+async def test_a_lagging_connection_without_conflate_is_closed_whole(server: LiveServer) -> None:
+    """The connection's blogs share one byte bound: past it, the connection ends and every reader detaches."""
+    await make_blogs(server, ["m0", "m1"])
+    stalled = await subscribe_stalled(server, "", ["m0", "m1"])
+    try:
+        await edit_many_times(server, "m0")
+        while (message := await stalled.next()) is not None:
+            assert message["type"] != "conflated"
+        await wait_until(lambda: server.services.hub.count() == 0, what="both blogs' readers detached")
+        await wait_until(lambda: server.services.admission.open == 0, what="its admission place released")
+    finally:
+        stalled.close()
