@@ -317,3 +317,20 @@ async def test_a_lagging_connection_without_conflate_is_closed_whole(server: Liv
         await wait_until(lambda: server.services.admission.open == 0, what="its admission place released")
     finally:
         stalled.close()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "asgi"])
+async def test_a_quiet_connection_is_pinged_once_for_all_its_blogs(start_server: ServerFactory, direct: bool) -> None:
+    """Pings come per connection (no `blog`), on both paths, while its subscriptions are quiet."""
+    server = await start_server(direct_write=direct, ping_interval=0.2)
+    await make_blogs(server, ["m0", "m1", "m2"])
+    async with mux(server) as reader:
+        for blog_id in ("m0", "m1", "m2"):
+            await reader.subscribe(blog_id)
+        await snapshots(reader, 3)
+        pings = []
+        while len(pings) < 3:
+            message = orjson.loads(await asyncio.wait_for(reader.connection.recv(), 5))
+            assert message["type"] == "ping", message
+            pings.append(message)
+    assert pings == [{"type": "ping"}] * 3
