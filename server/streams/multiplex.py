@@ -75,7 +75,7 @@ class Connection:
     """One `/ws` connection: its subscriptions, its input, its way out (the socket, or a writer task)."""
 
     __slots__ = ("_address", "_cap", "_conflate", "_count", "_drained", "_feeds", "_inbox", "_limit", "_outbox",
-                 "_replays", "_socket", "_svc", "_window_start", "_worker", "close_code", "close_reason",
+                 "_paused", "_replays", "_socket", "_svc", "_window_start", "_worker", "close_code", "close_reason",
                  "control", "readers", "wakeup")
 
     def __init__(self, svc: Services, address: str, conflate: bool, socket: DirectSocket | None, *,
@@ -95,6 +95,7 @@ class Connection:
         self.close_reason = ""
         # Direct path: `control` writes errors and acks, and is what the keepalive sweep pings.
         self.control = DirectReader(socket, self._limit) if direct and socket is not None else None
+        self._paused = False
         self._drained: asyncio.Future[None] | None = None
         # ASGI path: control messages wait here, and the writer task waits on `wakeup`.
         self._outbox: list[Frame] = []
@@ -175,6 +176,9 @@ class Connection:
 
     async def _subscribe(self, blog: str, since: int | None, epoch: str | None) -> None:
         """Attach a reader for *blog*; a second subscribe to the same blog replaces the first (a resume)."""
+        if self._svc.drainer.draining:  # a connection with no blog is not in the hub, which the drain closes
+            self.end(Close.RESTARTING, "server restarting; reconnect")
+            return
         old = self.readers.pop(blog, None)
         if old is not None:
             self._retire(blog, old)
@@ -237,11 +241,10 @@ class Connection:
                 return
 
     async def _writable(self) -> None:
-        socket = self._socket
-        assert socket is not None
-        if socket.buffered() and self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
-        if self._drained is not None:
+        """Return once the transport is below its high-water mark (`flow` says when it crosses it)."""
+        if self._paused:
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._drained)
 
     # output
@@ -282,6 +285,7 @@ class Connection:
     # the protocol's side, on the direct path (server.protocols.direct.Detached)
 
     def flow(self, paused: bool) -> None:
+        self._paused = paused
         for reader in self.readers.values():
             assert isinstance(reader, DirectReader)
             reader.flow(paused)

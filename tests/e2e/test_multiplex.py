@@ -328,9 +328,32 @@ async def test_a_quiet_connection_is_pinged_once_for_all_its_blogs(start_server:
         for blog_id in ("m0", "m1", "m2"):
             await reader.subscribe(blog_id)
         await snapshots(reader, 3)
-        pings = []
+        pings: list[dict[str, Any]] = []
         while len(pings) < 3:
             message = orjson.loads(await asyncio.wait_for(reader.connection.recv(), 5))
             assert message["type"] == "ping", message
             pings.append(message)
     assert pings == [{"type": "ping"}] * 3
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "asgi"])
+async def test_a_long_resume_on_one_blog_replays_in_chunks_beside_the_others(start_server: ServerFactory,
+                                                                              direct: bool) -> None:
+    """2 MB missed on one blog (many history reads) while another is live: every event once, then live ones."""
+    server = await start_server(direct_write=direct, history_bytes=1 << 30)
+    blog = await server.create_blog("m0")
+    await server.create_blog("m1")
+    body = "<p>" + "x" * 50 * 1024 + "</p>"
+    for n in range(40):
+        assert (await server.publish("m0", headline=f"Long {n}", body=body)).status_code == 201
+    async with mux(server) as reader:
+        await reader.subscribe("m1")
+        await reader.subscribe("m0", since=0, epoch=blog["epoch"])
+        assert blog_of(await reader.next()) == "m1"
+        replay = [await reader.next(timeout=20) for _ in range(40)]
+        assert [(e["blog"], e["seq"]) for e in replay] == [("m0", seq) for seq in range(1, 41)]
+        await server.publish("m0", headline="Live")
+        await server.publish("m1", headline="Live too")
+        live = [await reader.next() for _ in range(2)]
+        assert sorted((e["blog"], e["seq"]) for e in live) == [("m0", 41), ("m1", 1)]
+    assert server.services.feeds.history_reads >= 8
