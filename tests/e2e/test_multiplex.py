@@ -357,3 +357,22 @@ async def test_a_long_resume_on_one_blog_replays_in_chunks_beside_the_others(sta
         live = [await reader.next() for _ in range(2)]
         assert sorted((e["blog"], e["seq"]) for e in live) == [("m0", 41), ("m1", 1)]
     assert server.services.feeds.history_reads >= 8
+
+
+async def test_draining_closes_new_connections_subscribes_and_subscribed_connections_with_1012(
+        server: LiveServer) -> None:
+    """On a restart a `/ws` connection gets 1012 like any stream: when it opens, subscribes, or is subscribed."""
+    await make_blogs(server, ["m0", "m1"])
+    async with mux(server) as subscribed, mux(server) as idle:
+        await subscribed.subscribe("m0")
+        await subscribed.subscribe("m1")
+        await snapshots(subscribed, 2)
+        server.services.drainer.draining = True
+        async with mux(server) as late:
+            assert await late.closed() == (1012, "server restarting; reconnect")
+        await idle.subscribe("m0")
+        assert await idle.closed() == (1012, "server restarting; reconnect")
+        assert server.services.hub.close_some(10, 1012, "server restarting; reconnect") == 1  # one of its two
+        assert (await subscribed.closed())[0] == 1012
+    await wait_until(lambda: server.services.hub.count() == 0, what="both of its readers detached")
+    await wait_until(lambda: server.services.admission.open == 0, what="every admission place released")
