@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,7 +84,8 @@ async def expect_item(page: Page, blog: str, title: str, status: str, count: str
     await expect(row.locator(".lp-badge-latest")).to_have_text(latest, timeout=1000)
 
 
-async def test_three_blogs_stay_current_over_one_connection(server: BrowserServer, open_page: PageFactory) -> None:
+async def test_three_blogs_stay_current_over_one_connection(server: BrowserServer, open_page: PageFactory,
+                                                            screenshots: Path) -> None:
     await three_blogs(server)
     sockets: list[WebSocket] = []
     async with html_site(host_page(server)) as host:
@@ -127,6 +129,7 @@ async def test_three_blogs_stay_current_over_one_connection(server: BrowserServe
         assert ended.status_code == 200
         await expect_item(page, "alpha", "Alpha, over", "Ended", "3 Posts", "alpha news 1")
         await expect(item(page, "alpha")).to_have_attribute("data-status", "ended")
+        await page.locator(".lp-badge").screenshot(path=screenshots / "badge.png")
 
         assert [socket.url for socket in sockets] == [f"{server.base.replace('http', 'ws')}/ws?conflate=1"]
         # The badge's stylesheet leaves the host's own elements alone.
