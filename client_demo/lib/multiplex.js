@@ -59,12 +59,6 @@ export class Multiplex extends Connection {
     this.send(message);
   }
 
-  /** Stop following *blogId*: now, and on every later reconnect. */
-  unsubscribe(blogId) {
-    if (!this.blogs.delete(blogId)) return;
-    this.send({ type: "unsubscribe", blog: blogId });
-  }
-
   send(message) {
     if (this.current?.readyState === WebSocket.OPEN) this.current.send(JSON.stringify(message));
   }

@@ -225,3 +225,19 @@ async def test_a_restart_is_resumed_on_the_one_connection(start_server: ServerFa
         await publish(second, "bravo", "Bravo after")
         await expect_item(page, "bravo", "Bravo live", "Live", "3 Posts", "Bravo after")
         assert await page.evaluate("window.livepush.badge.connection.opens") == 2
+
+
+async def test_when_every_known_post_is_deleted_the_latest_is_read_from_the_api(
+        start_server: ServerFactory, open_page: PageFactory) -> None:
+    """The snapshot holds only the newest posts: once those are all deleted, the badge pages the API (CORS)."""
+    server = await start_server(snapshot_size=1)
+    await three_blogs(server)
+    async with html_site(host_page(server, "bravo")) as host:
+        page = await open_page(f"{host}/home.html")
+        await shown(page, "bravo")
+        latest = item(page, "bravo").locator(".lp-badge-latest")
+        await expect(latest).to_have_text("Bravo two")
+        post_id = (await latest.get_attribute("href") or "").rsplit("#post-", 1)[1]
+        deleted = await server.http.delete(f"/api/blogs/bravo/posts/{post_id}", headers=server.auth())
+        assert deleted.status_code == 200
+        await expect_item(page, "bravo", "Bravo live", "Live", "1 Post", "Bravo one")
