@@ -241,3 +241,19 @@ async def test_when_every_known_post_is_deleted_the_latest_is_read_from_the_api(
         deleted = await server.http.delete(f"/api/blogs/bravo/posts/{post_id}", headers=server.auth())
         assert deleted.status_code == 200
         await expect_item(page, "bravo", "Bravo live", "Live", "1 Post", "Bravo one")
+
+
+async def test_markup_in_titles_and_headlines_is_text(server: BrowserServer, open_page: PageFactory) -> None:
+    """Titles and headlines are plain text on the wire; the badge writes them as text, never as HTML."""
+    hostile = '<img src=x onerror="window.pwned=1">'
+    await server.create_blog("alpha", title=f"Alpha {hostile}")
+    await publish(server, "alpha", f"Headline {hostile}")
+    async with html_site(host_page(server, "alpha")) as host:
+        page = await open_page(f"{host}/home.html")
+        await shown(page, "alpha")
+        await expect_item(page, "alpha", f"Alpha {hostile}", "Live", "1 Post", f"Headline {hostile}")
+        await publish(server, "alpha", f"Second {hostile}")
+        await expect(item(page, "alpha").locator(".lp-badge-latest")).to_have_text(f"Second {hostile}")
+        await expect(page.locator(".lp-badge-live")).to_have_text(f"Alpha {hostile}: 1 new post, latest: Second {hostile}.")
+        assert await page.locator(".lp-badge img").count() == 0
+        assert await page.evaluate("window.pwned") is None
