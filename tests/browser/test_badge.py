@@ -257,3 +257,27 @@ async def test_markup_in_titles_and_headlines_is_text(server: BrowserServer, ope
         await expect(page.locator(".lp-badge-live")).to_have_text(f"Alpha {hostile}: 1 new post, latest: Second {hostile}.")
         assert await page.locator(".lp-badge img").count() == 0
         assert await page.evaluate("window.pwned") is None
+
+
+async def test_two_badges_on_a_page_share_one_connection(server: BrowserServer, open_page: PageFactory) -> None:
+    await three_blogs(server)
+    script = f'<script type="module" src="{server.base}/client/badge.js" data-livepush-blogs="%s"></script>'
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>News site</title>
+        <link rel="icon" href="data:,"></head><body>
+        <nav class="lp-badge" aria-label="Top stories"><a href="{server.base}/blogs/alpha">Alpha</a>
+          <a href="{server.base}/blogs/bravo">Bravo</a></nav>{script % "alpha,bravo"}
+        <p>Elsewhere on the page:</p>{script % "bravo,charlie"}</body></html>"""
+    sockets: list[WebSocket] = []
+    async with html_site(html) as host:
+        page = await open_page()
+        page.on("websocket", lambda socket: sockets.append(socket))
+        await page.goto(f"{host}/home.html")
+        badges = page.locator(".lp-badge")
+        await expect(badges).to_have_count(2)
+        await expect(badges.nth(0).locator(".lp-badge-blog")).to_have_count(2)
+        await expect(badges.nth(1).locator(".lp-badge-blog")).to_have_count(2)
+        await publish(server, "bravo", "Bravo three")
+        await expect(page.locator(".lp-badge-blog[data-blog=bravo] .lp-badge-latest")).to_have_text(
+            ["Bravo three", "Bravo three"], timeout=1000)
+        await expect(page.locator(".lp-badge-live")).to_have_count(1)
+        assert len(sockets) == 1
