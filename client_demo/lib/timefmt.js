@@ -81,3 +81,17 @@ export function learnZoneLabels(root, zone) {
 export function countLabel(count) {
   return count === 1 ? "1 Post" : `${count} Posts`;
 }
+
+/**
+ * How long ago *iso* was, in whole units rounded down: "just now" (under a minute, or a server
+ * clock a little ahead of this one), "5 min ago", "2 h ago", "3 days ago".
+ */
+export function agoLabel(iso, now = Date.now()) {
+  const minutes = Math.floor((now - Date.parse(iso)) / 60_000);
+  if (!(minutes >= 1)) return "just now"; // also NaN: an unreadable stamp
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  const days = Math.floor(hours / 24);
+  return days === 1 ? "1 day ago" : `${days} days ago`;
+}
