@@ -78,6 +78,10 @@ def make_engine(settings: Settings) -> Engine:
     limits = Limits(history_size=max(settings.history_size, settings.webhook_max_backlog),
                     history_bytes=settings.history_bytes, posts_per_blog=settings.max_posts_per_blog,
                     blogs=settings.max_blogs)
+    if settings.redis_url and "+cluster://" in settings.redis_url:
+        from server.engine.redis_cluster import ClusterEngine
+
+        return ClusterEngine(settings.redis_url, limits)
     if settings.redis_url:
         from server.engine.redis import RedisEngine
 
@@ -90,6 +94,10 @@ def make_engine(settings: Settings) -> Engine:
 
 def make_outbox(settings: Settings) -> Outbox:
     """Webhook storage beside the engine: in Redis when REDIS_URL is set, else in this process."""
+    if settings.redis_url and "+cluster://" in settings.redis_url:
+        from server.engine.redis_cluster import ClusterOutbox
+
+        return ClusterOutbox(settings.redis_url)
     if settings.redis_url:
         from server.engine.outbox_redis import RedisOutbox
 

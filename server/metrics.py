@@ -26,6 +26,14 @@ ENGINE_COUNTERS = {
     "wait_timeouts": ("livepush_redis_wait_timeouts",
                       "Writes the Redis primary took that fewer than LIVEPUSH_REDIS_WAIT_REPLICAS replicas confirmed"),
     "primary_switches": ("livepush_redis_primary_switches", "Failovers the Sentinels announced (+switch-master)"),
+    "resubscribes": ("livepush_redis_resubscribes",
+                     "Times this process rebuilt its Redis Cluster shard subscriptions after losing one"),
+    "slot_moves": ("livepush_redis_slot_moves",
+                   "Shard channels Redis Cluster dropped because their slot moved to another shard"),
+    "subscriptions_lost": ("livepush_redis_shard_connections_lost",
+                           "Redis Cluster shard pub/sub connections lost, refused or redirected"),
+    "index_failures": ("livepush_redis_index_failures",
+                       "Redis Cluster writes stored whose blog-list update failed (listed late)"),
 }
 
 
@@ -66,6 +74,13 @@ class _FanoutCollector(Collector):
             for key, value in self._engine.counters().items():
                 name, help_text = ENGINE_COUNTERS.get(key, (f"livepush_engine_{key}", f"Engine counter {key}"))
                 yield CounterMetricFamily(name, help_text, value=value)
+            shards = self._engine.subscriptions()
+            if shards:
+                gauge = GaugeMetricFamily("livepush_redis_subscriptions", "Blog channels this process subscribes to, "
+                                          "per Redis Cluster shard (host:port of its primary)", labels=["shard"])
+                for shard, count in sorted(shards.items()):
+                    gauge.add_metric([shard], count)
+                yield gauge
         if self._loop_lag is not None:
             yield GaugeMetricFamily("livepush_loop_lag_seconds", "How late this process's event loop ran, latest tick",
                                     value=self._loop_lag.lag)

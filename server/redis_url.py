@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from server.parsing import parse_cluster_url
+
 SENTINEL_PORT = 26379
 _SINGLE = ("redis", "rediss", "unix")
 _SENTINEL = ("redis+sentinel", "rediss+sentinel")
+_CLUSTER = ("redis+cluster", "rediss+cluster")
 _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password", "db")
 
 
@@ -26,9 +29,9 @@ _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password", "db")
 class RedisTarget:
     """Where the engine's Redis is. `url` is the setting as given (it may hold a password)."""
 
-    kind: Literal["single", "sentinel"]
+    kind: Literal["single", "sentinel", "cluster"]
     url: str
-    hosts: tuple[tuple[str, int], ...] = ()  # Sentinel addresses
+    hosts: tuple[tuple[str, int], ...] = ()  # Sentinel addresses, or a Cluster's startup nodes
     primary: str = ""  # the name the Sentinels monitor
     db: int = 0
     username: str | None = None
@@ -39,7 +42,7 @@ class RedisTarget:
 
     def for_logs(self) -> str:
         """The URL without credentials."""
-        if self.kind == "sentinel":
+        if self.kind != "single":
             hosts = ",".join(f"{host}:{port}" for host, port in self.hosts)
             return f"{self.url.split('://', 1)[0]}://{hosts}/{self.primary}"
         return self.url.split("://", 1)[0] + "://" + self.url.split("://", 1)[-1].split("@")[-1]
@@ -50,8 +53,11 @@ def parse_redis_url(url: str) -> RedisTarget:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in _SENTINEL:
         return _sentinel(url, scheme)
+    if scheme in _CLUSTER:
+        nodes, _ = parse_cluster_url(url)
+        return RedisTarget("cluster", url, hosts=tuple(nodes), tls=scheme == "rediss+cluster")
     if scheme not in _SINGLE:
-        raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
+        raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://")
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 (validates the port)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -25,6 +25,9 @@ import pytest
 import redis as redis_sync
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+
+if TYPE_CHECKING:
+    from tests.redis_cluster import RedisCluster
 
 from server.app import create_app
 from server.engine import Engine
@@ -219,12 +222,13 @@ def sentinel_group_session() -> Iterator[SentinelGroup]:
         yield group
 
 
-def redis_for(engine_kind: str, request: pytest.FixtureRequest) -> RedisProcess | SentinelGroup | None:
+def redis_for(engine_kind: str, request: pytest.FixtureRequest) -> RedisProcess | SentinelGroup | RedisCluster | None:
     """The Redis (flushed) that tests on *engine_kind* use: None for the memory engine."""
-    fixture = {"redis": "redis_process", "redis-sentinel": "sentinel_group_session"}.get(engine_kind)
+    fixture = {"redis": "redis_process", "redis-sentinel": "sentinel_group_session",
+               "redis-cluster": "redis_cluster"}.get(engine_kind)
     if fixture is None:
         return None
-    target: RedisProcess | SentinelGroup = request.getfixturevalue(fixture)
+    target: RedisProcess | SentinelGroup | RedisCluster = request.getfixturevalue(fixture)
     target.flush()
     return target
 
@@ -359,7 +363,7 @@ class WsReader:
         return (frame.code, frame.reason) if frame is not None else (None, "")
 
 
-def make_settings(engine: str, redis: RedisProcess | SentinelGroup | None, **overrides: Any) -> Settings:
+def make_settings(engine: str, redis: RedisProcess | SentinelGroup | RedisCluster | None, **overrides: Any) -> Settings:
     url = redis.url if engine != "memory" and redis else None
     values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "admin_token_generated": False, "jwt_secret": JWT_SECRET,
                               "demo": False, "redis_url": url,
@@ -406,3 +410,7 @@ async def blog(server: LiveServer) -> dict[str, Any]:
 
 def pytest_report_header() -> list[str]:
     return [f"redis-server: {shutil.which('redis-server') or 'missing'}", f"CI: {os.environ.get('CI', '')}"]
+
+
+# A Redis Cluster (3 primaries + 3 replicas) for the tests that ask for `redis_cluster`; imported last: it uses RedisProcess.
+from tests.redis_cluster import redis_cluster  # noqa: E402, F401

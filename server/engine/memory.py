@@ -105,6 +105,9 @@ class MemoryEngine:
     def counters(self) -> dict[str, int]:
         return {}  # one process, nothing to reconnect to, and its history is never lost
 
+    def subscriptions(self) -> dict[str, int]:
+        return {}
+
     # blogs
 
     async def create_blog(self, blog: Blog) -> Blog:

@@ -207,7 +207,7 @@ class RedisEngine:
         self._identity_interval = identity_interval
         self._wait = (wait_replicas, max(1, round(wait_timeout * 1000)))
         # A WAIT holds its connection for up to its timeout: the socket must outlast it.
-        self._redis = make_client(self._target, socket_timeout=max(2.0, wait_timeout + 1.0))
+        self._redis = self._client(self._target, socket_timeout=max(2.0, wait_timeout + 1.0))
         sentinels = sentinels_of(self._redis)
         self._watch = SentinelWatch(self._target, sentinels, self._primary_switched) if sentinels else None
         self._scripts = {name: self._script(name) for name in
@@ -227,6 +227,9 @@ class RedisEngine:
         self.reconnects = 0
         self.epochs_moved = 0  # blogs this process moved to a new epoch
         self.wait_timeouts = 0  # writes the primary took but fewer than LIVEPUSH_REDIS_WAIT_REPLICAS replicas confirmed
+
+    def _client(self, target: RedisTarget, socket_timeout: float) -> aioredis.Redis:
+        return make_client(target, socket_timeout=socket_timeout)
 
     def _script(self, name: str) -> AsyncScript:
         folder = resources.files("server.engine") / "lua"
@@ -342,6 +345,9 @@ class RedisEngine:
         if self._watch is not None:
             counts["primary_switches"] = self._watch.switches
         return counts
+
+    def subscriptions(self) -> dict[str, int]:
+        return {}  # one pattern subscription, not one per blog
 
     async def not_ready(self) -> str | None:
         if self._watch is not None and self._watch.failing_over:

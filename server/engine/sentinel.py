@@ -47,7 +47,7 @@ def sentinel_client(target: RedisTarget, **connection: Any) -> aioredis.Redis:
 
 def sentinels_of(client: aioredis.Redis) -> list[aioredis.Redis]:
     """The Sentinel clients behind a client made by `sentinel_client` (none for a plain one)."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)  # a Cluster has no pool
     return list(manager.sentinels) if manager is not None else []
 
 

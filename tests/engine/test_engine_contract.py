@@ -32,7 +32,7 @@ from server.wire import Frame
 from tests.conftest import make_settings, redis_for
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-pytestmark = pytest.mark.parametrize("engine_kind", ["memory", "redis", "redis-sentinel"], indirect=True)
+pytestmark = pytest.mark.parametrize("engine_kind", ["memory", "redis", "redis-sentinel", "redis-cluster"], indirect=True)
 
 
 class Sink:

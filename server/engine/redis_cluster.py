@@ -1,0 +1,570 @@
+"""The Redis engine on a Redis Cluster (`REDIS_URL=redis+cluster://h1:7000,h2:7001`): sharded pub/sub, per-shard epochs.
+
+Storage is the single-Redis engine's, unchanged: every key of a blog carries the hash tag `{<blog>}`,
+so each Lua script touches one slot; the scripts are the same files with `PUBLISH` turned into
+`SPUBLISH` (a shard channel `lp:{<blog>}:live` lives in the blog's slot, so it is legal inside them).
+What spans blogs works across slots:
+
+- the blog index `lp:blogs` is one key, only ever read or written by single-key commands outside the
+  scripts (SADD after a create, SMEMBERS to list), so it lives on whichever shard owns its slot;
+- the identity stamp is one key per shard, `lp:identity:{<tag>}`, the tag chosen to hash to the
+  shard's first slot: it travels with that shard's data, so a failover of one shard (a new
+  replication id on its new primary) moves only the blogs of that shard to a new epoch;
+- the canary is SPUBLISHed on `lp:{~canary}:live`, which this process always subscribes to; the
+  other shards' subscriptions are watched by the fan-out itself (see `problem`).
+
+Fan-out (`ShardedFanout`): one plain connection per primary that owns a watched blog, carrying an
+SSUBSCRIBE per watched blog of that shard; `watch` returns once the subscription is confirmed, and
+the last `unwatch` of a shard's blogs closes its connection. We own these connections rather than
+use redis-py's ClusterPubSub because livepush must know when a subscription was interrupted (to
+heal the gap from history) and ClusterPubSub reconciles silently. Any trouble on a shard's
+connection (lost, MOVED, or the server's own `sunsubscribe` when a slot leaves the node) re-reads
+the slot map, resubscribes every watched blog at its current owner, re-checks the shards'
+identities, then asks the relay to check every watched blog against history (`resync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from importlib import resources
+from itertools import count
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.crc import key_slot
+from redis.exceptions import ClusterError, RedisClusterException, RedisError, SlotNotCoveredError
+
+from server.engine import CANARY_BLOG, Deliver, Engine, EngineUnavailable, Limits, Resync
+from server.engine.outbox_redis import RedisOutbox
+from server.engine.redis import BLOG_IDS, BLOGS, BLOGS_UPDATED, RedisEngine, _keys, _unavailable_now, channel
+from server.parsing import parse_cluster_url
+from server.redis_url import RedisTarget
+from server.wire import Frame
+
+log = logging.getLogger("livepush.redis.cluster")
+T = TypeVar("T")
+_TROUBLE = (RedisError, RedisClusterException, OSError, TimeoutError)
+_CONFIRM_TIMEOUT = 2.0
+
+
+_TAGS: dict[int, str] = {}
+
+
+def tag_for_slot(slot: int) -> str:
+    """A short hash tag whose keys fall in *slot* (about 16 000 CRCs to find, once per slot)."""
+    if slot not in _TAGS:
+        _TAGS[slot] = next(str(n) for n in count() if key_slot(str(n).encode()) == slot)
+    return _TAGS[slot]
+
+
+def blog_slot(blog_id: str) -> int:
+    return key_slot(channel(blog_id).encode())
+
+
+def owner_of(cluster: RedisCluster, slot: int) -> ClusterNode:
+    """The primary owning *slot* in the client's slot map; SlotNotCoveredError when none does (yet)."""
+    try:
+        return cluster.nodes_manager.get_node_from_slot(slot)
+    except (KeyError, IndexError) as exc:
+        raise SlotNotCoveredError(f"slot {slot} is not covered by the cluster's slot map") from exc
+
+
+def cluster_client(url: str) -> RedisCluster:
+    """The client every Cluster engine and outbox uses: like make_client, no retries (a write script retried
+    after a timeout could run twice); MOVED and ASK are still followed, and a shard that is down fails
+    only the commands for its slots."""
+    nodes, options = parse_cluster_url(url)
+    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], require_full_coverage=False,
+                        socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), driver_info=None,
+                        **options)
+
+
+class ClusterOutbox(RedisOutbox):
+    """The webhook outbox on a Redis Cluster: its keys already share a hash tag per endpoint (`{hook:<id>}`)
+    and its scripts touch one endpoint each; only the client differs."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = cast(aioredis.Redis, cluster_client(url))
+        folder = resources.files("server.engine") / "lua"
+        self._scripts = {name: self._redis.register_script((folder / f"hook_{name}.lua").read_text())
+                         for name in ("lease", "advance", "release")}
+
+    async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await super()._call(command)
+        except RedisClusterException as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
+
+class _Shard:
+    """One primary's SSUBSCRIBE connection and the shard channels it carries."""
+
+    def __init__(self, name: str, client: aioredis.Redis) -> None:
+        self.name = name
+        self.client = client
+        self.pubsub: PubSub = client.pubsub()
+        self.channels: set[bytes] = set()
+        self.pending: dict[bytes, asyncio.Future[None]] = {}
+        self.leaving: set[bytes] = set()
+        self.reader: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(EngineUnavailable(f"shard {self.name} closed"))
+                future.exception()  # whoever awaited it has been told; nobody else needs to be
+        with contextlib.suppress(*_TROUBLE):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(*_TROUBLE):
+            await self.client.aclose()
+
+
+class ShardedFanout:
+    """SSUBSCRIBE to each watched blog's channel at the primary owning its slot, one connection per shard."""
+
+    def __init__(self, cluster: RedisCluster, options: dict[str, Any], on_frame: Callable[[bytes, bytes], None],
+                 on_healed: Callable[[], None]) -> None:
+        self._cluster = cluster
+        self._options = options
+        self._on_frame = on_frame
+        self._on_healed = on_healed
+        self._watched: set[str] = set()
+        self._shards: dict[str, _Shard] = {}
+        self._lock = asyncio.Lock()
+        self._healing: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Future[None]] = set()
+        self._missing: set[str] = set()  # shards whose subscriptions are being re-established
+        self._again = False  # trouble arrived while a heal was running
+        self._closed = False
+        self.resubscribes = 0  # times the subscriptions were rebuilt after trouble
+        self.slot_moves = 0  # shard channels the server dropped because their slot left the node
+        self.lost = 0  # shard connections lost or refused (MOVED, errors)
+
+    # what the engine calls
+
+    async def watch(self, blog_id: str) -> None:
+        self._watched.add(blog_id)
+        try:
+            async with self._lock:
+                await self._subscribe([blog_id])
+        except _TROUBLE as exc:
+            self._heal_soon()
+            raise EngineUnavailable(f"cannot subscribe to blog {blog_id}: {exc}") from exc
+
+    async def unwatch(self, blog_id: str) -> None:
+        self._watched.discard(blog_id)
+        name = channel(blog_id).encode()
+        async with self._lock:
+            for shard in list(self._shards.values()):
+                if name not in shard.channels:
+                    continue
+                shard.channels.discard(name)
+                if not shard.channels and not shard.pending:
+                    del self._shards[shard.name]
+                    await shard.close()
+                    continue
+                shard.leaving.add(name)
+                with contextlib.suppress(*_TROUBLE):
+                    await shard.pubsub.sunsubscribe(name)
+
+    def subscriptions(self) -> dict[str, int]:
+        """Shard channels subscribed now, per primary ("host:port")."""
+        return {name: len(shard.channels) for name, shard in self._shards.items()}
+
+    def problem(self) -> str | None:
+        """What is missing in the fan-out right now, or None."""
+        if self._missing:
+            return f"subscription to Redis Cluster shard {', '.join(sorted(self._missing))} lost; resubscribing"
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._healing is not None:
+            self._healing.cancel()
+            await asyncio.gather(self._healing, return_exceptions=True)
+        for shard in list(self._shards.values()):
+            await shard.close()
+        self._shards.clear()
+
+    # subscribing
+
+    def _owner(self, blog_id: str) -> ClusterNode:
+        return owner_of(self._cluster, blog_slot(blog_id))
+
+    def _shard(self, node: ClusterNode) -> _Shard:
+        shard = self._shards.get(node.name)
+        if shard is None:
+            client = aioredis.Redis(host=node.host, port=int(node.port), socket_connect_timeout=1.0,
+                                    retry=Retry(NoBackoff(), 0), health_check_interval=2, driver_info=None,
+                                    **self._options)
+            shard = self._shards[node.name] = _Shard(node.name, client)
+        return shard
+
+    async def _subscribe(self, blog_ids: Iterable[str]) -> None:
+        """SSUBSCRIBE each blog's channel at its owner (unless it is already) and await every confirmation.
+
+        On any failure the shards still waiting for a confirmation are closed, so a retry starts afresh.
+        """
+        try:
+            await self._subscribe_at_owners(blog_ids)
+        except BaseException:
+            for shard in list(self._shards.values()):
+                if shard.pending:
+                    del self._shards[shard.name]
+                    await shard.close()
+            raise
+
+    async def _subscribe_at_owners(self, blog_ids: Iterable[str]) -> None:
+        waiting: list[asyncio.Future[None]] = []
+        for blog_id in blog_ids:
+            shard = self._shard(self._owner(blog_id))
+            name = channel(blog_id).encode()
+            if name in shard.channels:
+                continue
+            future = shard.pending.get(name)
+            if future is None:
+                future = shard.pending[name] = asyncio.get_running_loop().create_future()
+                shard.leaving.discard(name)
+                await shard.pubsub.ssubscribe(name)
+                if shard.reader is None:
+                    shard.reader = asyncio.create_task(self._read(shard), name=f"livepush-shard-{shard.name}")
+            waiting.append(future)
+        if waiting:
+            async with asyncio.timeout(_CONFIRM_TIMEOUT):
+                await asyncio.gather(*waiting)
+
+    async def _read(self, shard: _Shard) -> None:
+        try:
+            while True:
+                message = await shard.pubsub.get_message(timeout=5.0)
+                if message is not None:
+                    self._on_message(shard, message)
+        except asyncio.CancelledError:
+            raise
+        except _TROUBLE as exc:
+            self._trouble(shard, f"failed ({type(exc).__name__}: {exc})")
+
+    def _on_message(self, shard: _Shard, message: dict[str, Any]) -> None:
+        kind, name = message["type"], message.get("channel", b"")
+        if kind == "smessage":
+            try:
+                self._on_frame(name, message["data"])
+            except ValueError:  # not "<epoch> <seq> <event>": not ours (a stray SPUBLISH); the relay never sees it
+                log.warning("redis cluster: ignored a malformed message on %r", name)
+        elif kind == "ssubscribe":
+            future = shard.pending.pop(name, None)
+            shard.channels.add(name)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif kind == "sunsubscribe":
+            if name in shard.leaving:
+                shard.leaving.discard(name)
+            elif name in shard.channels:
+                # Not asked for: the server dropped the channel because its slot left this node.
+                self.slot_moves += 1
+                self._trouble(shard, f"dropped channel {name.decode()} (its slot moved)")
+
+    # healing
+
+    def _trouble(self, shard: _Shard, what: str) -> None:
+        if self._closed:
+            return
+        self.lost += 1
+        self._missing.add(shard.name)
+        if self._shards.get(shard.name) is shard:
+            del self._shards[shard.name]
+            log.warning("redis cluster: subscription connection to %s %s; resubscribing %d blogs",
+                        shard.name, what, len(shard.channels))
+            self._closing.add(task := asyncio.ensure_future(shard.close()))
+            task.add_done_callback(self._closing.discard)
+        self._heal_soon()
+
+    def _heal_soon(self) -> None:
+        if self._closed:
+            return
+        if self._healing is None or self._healing.done():
+            self._healing = asyncio.create_task(self._heal(), name="livepush-cluster-heal")
+        else:
+            self._again = True  # trouble during a heal: that heal may have counted the shard as fine
+
+    async def _heal(self) -> None:
+        """Re-read the slot map and subscribe every watched blog at its owner, until that succeeds with no
+        new trouble meanwhile."""
+        delay, failing = 0.05, False
+        while True:
+            await asyncio.sleep(0)  # let a failing reader finish closing its shard
+            self._again = False
+            try:
+                await self._cluster.nodes_manager.initialize()
+                async with self._lock:
+                    await self._drop_misplaced()
+                    await self._subscribe(sorted(self._watched))
+                if not self._again:
+                    break
+                continue
+            except asyncio.CancelledError:
+                raise
+            except (*_TROUBLE, EngineUnavailable) as exc:
+                if not failing:
+                    log.error("redis cluster: cannot resubscribe yet (%s); retrying", exc)
+                    failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        self.resubscribes += 1
+        self._missing.clear()
+        if failing:
+            log.warning("redis cluster: subscriptions restored")
+        self._on_healed()
+
+    async def _drop_misplaced(self) -> None:
+        """Close shard connections to nodes that are no longer primaries or hold channels of slots they lost."""
+        primaries = {node.name for node in self._cluster.get_primaries()}
+        for shard in list(self._shards.values()):
+            misplaced = [name for name in shard.channels if owner_of(self._cluster, key_slot(name)).name != shard.name]
+            if shard.name not in primaries or misplaced:
+                del self._shards[shard.name]
+                await shard.close()
+
+
+class ClusterEngine(RedisEngine):
+    """The Redis engine on a Redis Cluster (>= 7.0: sharded pub/sub)."""
+
+    name = "redis-cluster"
+
+    def __init__(self, url: str, limits: Limits | None = None, identity_interval: float = 10.0) -> None:
+        self._nodes, self._options = parse_cluster_url(url)
+        super().__init__(url, limits, identity_interval)
+        self._cluster = cast(RedisCluster, self._redis)
+        self._fanout = ShardedFanout(self._cluster, self._options, self._on_message, self._healed)
+        self.index_failures = 0  # acknowledged writes whose blog-list update failed
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._confirmed: dict[str, str] = {}  # primary name -> identity confirmed on it
+        self._shard_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one check per shard at once
+        self._suspect = False  # replaced by per-shard confirmation (_confirmed)
+
+    def _client(self, target: RedisTarget, socket_timeout: float) -> aioredis.Redis:
+        return cast(aioredis.Redis, cluster_client(target.url))
+
+    def _script(self, name: str) -> AsyncScript:
+        body = super()._script(name).script
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        return self._redis.register_script(text.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',"))
+
+    def _url_for_logs(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self._nodes)
+
+    # lifecycle
+
+    async def start(self, deliver: Deliver, resync: Resync) -> None:
+        self._deliver, self._resync = deliver, resync
+        try:
+            await self._cluster.initialize()
+        except _TROUBLE as exc:
+            if "cluster mode is not enabled" in str(exc).lower():
+                raise EngineUnavailable(f"REDIS_URL names a Redis Cluster, but {self._url_for_logs()} is not one "
+                                        f"(cluster support disabled); use redis:// for a single Redis") from exc
+            log.error("redis cluster at %s unreachable at start (%s); retrying in the background",
+                      self._url_for_logs(), exc)
+        with contextlib.suppress(EngineUnavailable, *_TROUBLE):
+            await self._check_identity()
+        self._spawn(self._watch_canary())
+        self._spawn(self._check_identity_every_while())
+
+    async def _watch_canary(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._fanout.watch(CANARY_BLOG)
+                return
+            except EngineUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def close(self) -> None:
+        await self._fanout.close()
+        await super().close()
+
+    def counters(self) -> dict[str, int]:
+        return {**super().counters(), "resubscribes": self._fanout.resubscribes,
+                "slot_moves": self._fanout.slot_moves, "subscriptions_lost": self._fanout.lost,
+                "index_failures": self.index_failures}
+
+    def subscriptions(self) -> dict[str, int]:
+        return self._fanout.subscriptions()
+
+    async def not_ready(self) -> str | None:
+        """What keeps this process from serving every blog right now (a shard down, a subscription being
+        re-established), or None. Every primary is PINGed at once, each given a second."""
+        primaries = self._cluster.get_primaries()
+        if not primaries:
+            return f"no Redis Cluster shard reachable at {self._url_for_logs()}"
+        answers = await asyncio.gather(*(asyncio.wait_for(self._cluster.ping(target_nodes=node), 1.0)
+                                         for node in primaries), return_exceptions=True)
+        down = [node.name for node, answer in zip(primaries, answers, strict=True) if isinstance(answer, BaseException)]
+        if down:
+            return f"Redis Cluster shard {', '.join(sorted(down))} is down"
+        return self._fanout.problem()
+
+    # fan-out
+
+    async def watch(self, blog_id: str) -> None:
+        await self._fanout.watch(blog_id)
+
+    async def unwatch(self, blog_id: str) -> None:
+        await self._fanout.unwatch(blog_id)
+
+    async def send_canary(self, token: bytes) -> None:
+        try:
+            await self._cluster.spublish(channel(CANARY_BLOG), b"- 0 " + token)
+        except _TROUBLE as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
+    def _on_message(self, channel_name: bytes, data: bytes) -> None:
+        epoch, seq, event = data.split(b" ", 2)
+        if self._deliver is not None:
+            self._deliver(Frame(channel_name[4:-6].decode(), int(seq), event, epoch.decode()))
+
+    def _healed(self) -> None:
+        self.reconnects += 1
+        self._spawn(self._after_heal())
+
+    async def _after_heal(self) -> None:
+        with contextlib.suppress(EngineUnavailable, *_TROUBLE):
+            await self.check_identity()
+        if self._resync is not None:
+            self._resync()
+
+    # errors and identity, per shard
+
+    def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        if not (isinstance(exc, ClusterError | RedisClusterException) or _unavailable_now(exc)):
+            raise exc
+        # A lost node or a demoted primary: confirm whom we talk to before its next script. Only that
+        # shard, when redis-py says which (it tags the error with the node): the others are fine.
+        node = getattr(exc, "connection", None)
+        if isinstance(node, ClusterNode):
+            self._confirmed.pop(node.name, None)
+        else:
+            self._confirmed.clear()
+        return EngineUnavailable(str(exc))
+
+    async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> Any:
+        """The single-Redis script, with the blog indexes (other slots) kept outside it (see _SHADOWS)."""
+        if name == "create_blog" and int(args[6]) > 0 and not await self._room_for_a_blog(blog_id, int(args[6])):
+            return [b"quota", args[6]]
+        keys = [_SHADOWS[key].format(blog_id) if key in _SHADOWS else key for key in extra_keys]
+        reply = await self._run_script(name, blog_id, args, keys)
+        if name in _UPDATED_MS and reply and reply[0] == b"ok":
+            await self._index(name, blog_id, int(args[_UPDATED_MS[name]]))
+        return reply
+
+    async def _room_for_a_blog(self, blog_id: str, max_blogs: int) -> bool:
+        """Reserve the blog's place in `lp:blogs` (atomically, on that key's shard) before creating it."""
+        try:
+            return bool(await self._reserve(keys=[BLOGS], args=[blog_id, max_blogs]))
+        except _TROUBLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _index(self, name: str, blog_id: str, updated_ms: int) -> None:
+        """Bring the blog indexes up to an acknowledged write. It is stored already: a failure here is
+        logged and leaves the blog list (only) behind until the blog's next write."""
+        try:
+            if name == "create_blog":
+                await self._cluster.sadd(BLOGS, blog_id)
+                await self._cluster.zadd(BLOG_IDS, {blog_id: 0})
+            await self._cluster.zadd(BLOGS_UPDATED, {blog_id: updated_ms}, gt=name != "create_blog")
+        except _TROUBLE as exc:
+            self.index_failures += 1
+            log.error("redis cluster: blog %s is stored but the blog list could not be updated (%s)", blog_id, exc)
+
+    async def _run_script(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str]) -> Any:
+        try:
+            node = owner_of(self._cluster, blog_slot(blog_id))
+        except _TROUBLE:
+            node = None
+        if node is not None and node.name not in self._confirmed:
+            async with self._shard_locks[node.name]:
+                if node.name not in self._confirmed:
+                    try:
+                        await self._check_shard(node)
+                    except _TROUBLE as exc:
+                        raise self._unavailable(exc) from exc
+        return await super()._run(name, blog_id, args, extra_keys)
+
+
+    async def _check_identity(self) -> int:
+        moved = 0
+        for node in self._cluster.get_primaries():
+            try:
+                moved += await self._check_shard(node)
+            except _TROUBLE as exc:
+                log.warning("redis cluster: cannot check the identity of shard %s (%s)", node.name, exc)
+                self._confirmed.pop(node.name, None)
+        self.identity = ",".join(sorted(self._confirmed.values())) or None
+        return moved
+
+    async def _check_shard(self, node: ClusterNode) -> int:
+        """Move this shard's blogs to a new epoch if its data now sits on another server than its stamp says."""
+        slots = [slot for slot, nodes in self._cluster.nodes_manager.slots_cache.items() if nodes[0].name == node.name]
+        if not slots:
+            return 0
+        stamp_key = f"lp:identity:{{{tag_for_slot(min(slots))}}}"
+        identity_raw, role, stamp = await self._scripts["identity"](keys=[stamp_key])
+        identity = identity_raw.decode()
+        if role != b"master":
+            self._confirmed.pop(node.name, None)
+            return 0
+        moved = 0
+        if stamp is not None and stamp.decode() != identity:
+            moved = await self._rebase_shard(set(slots))
+            log.warning("redis cluster: shard %s is not the server its blogs' epochs were confirmed on (was %s, now "
+                        "%s: failed over or restarted); moved %d blogs to a new epoch", node.name, stamp.decode(),
+                        identity, moved)
+        if stamp is None or stamp.decode() != identity:
+            await self._cluster.set(stamp_key, identity)
+        self._confirmed[node.name] = identity
+        return moved
+
+    async def _rebase_shard(self, slots: set[int]) -> int:
+        members = await self._cluster.smembers(BLOGS)
+        names = (member.decode() if isinstance(member, bytes) else member for member in members)
+        ids = sorted(blog for blog in names if blog_slot(blog) in slots)
+        moved = 0
+        for blog_id in ids:
+            reply = await self._scripts["rebase"](keys=_keys(blog_id), args=[secrets.token_hex(4), channel(blog_id)])
+            moved += reply[0] == b"moved"
+        self.epochs_moved += moved
+        return moved
+
+
+
+
+# The write scripts keep the blog indexes (lp:blogs, lp:blog-ids, lp:blogs-updated) in the same atomic step on a
+# single Redis. On a Cluster those live in other slots, so the scripts get keys of the blog's own slot in their
+# place (a one-member set or zset per blog, ~100 bytes), and the engine updates the real indexes right after.
+_SHADOWS = {BLOGS: "lp:{{{}}}:in-blogs", BLOG_IDS: "lp:{{{}}}:in-blog-ids", BLOGS_UPDATED: "lp:{{{}}}:in-blogs-updated"}
+# Where each write's "updated_ms" sits in its script arguments (the blog's updated_ms after the write is the
+# greater of it and the one before for create_post, which ZADD GT gives).
+# The blog quota, atomically on lp:blogs' own shard: a place is taken before the create script runs. A create
+# that then fails leaves its id counted (not listed: lp:blog-ids is written after) until an admin removes it.
+_RESERVE = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+return redis.call('SADD', KEYS[1], ARGV[1])
+"""
+_UPDATED_MS = {"create_blog": 3, "update_blog": 5, "create_post": 5, "update_post": 7, "delete_post": 3}
+
+_: type[Engine] = ClusterEngine

@@ -1,0 +1,236 @@
+"""livepush on a real Redis Cluster (3 primaries + 3 replicas): sharded fan-out that survives what clusters do.
+
+Three livepush nodes (uvicorn in the test's loop) share the Cluster; readers resume after every
+close and keep score (tests.faults.conftest.Scorer). Each test breaks the fan-out for real: the
+shards' pub/sub connections killed (`CLIENT KILL TYPE pubsub`), a busy blog's slot migrated to
+another shard while posts keep coming, a primary SIGKILLed and its replica promoted. Whatever
+happens, every reader ends with seq 1..n exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from server.engine import EngineUnavailable
+from server.engine.redis_cluster import ClusterEngine, blog_slot
+from server.parsing import ClusterUrlError
+from server.settings import Settings, SettingsError
+from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, make_settings
+from tests.faults.conftest import Scorer, start_readers
+from tests.redis_cluster import RedisCluster, cli
+
+pytestmark = pytest.mark.redis
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@contextlib.asynccontextmanager
+async def nodes(cluster: RedisCluster, count: int = 3) -> AsyncIterator[list[LiveServer]]:
+    cluster.flush()
+    servers = [LiveServer(make_settings("redis", None, redis_url=cluster.url)) for _ in range(count)]
+    try:
+        for server in servers:
+            await server.start()
+        yield servers
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+def engine_of(server: LiveServer) -> ClusterEngine:
+    engine = server.services.engine
+    assert isinstance(engine, ClusterEngine)
+    return engine
+
+
+async def publish(client: httpx.AsyncClient, server: LiveServer, blog_id: str, headline: str) -> None:
+    """Publish with an Idempotency-Key, retrying the 503s of a shard in trouble (as a newsroom tool does)."""
+    for _ in range(300):
+        with contextlib.suppress(httpx.HTTPError):
+            response = await client.post(f"{server.base}/api/blogs/{blog_id}/posts", json={"headline": headline},
+                                         headers={**AUTH, "Idempotency-Key": headline})
+            if response.status_code == 201:
+                return
+            assert response.status_code == 503, response.text
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{headline} on {blog_id} was never acknowledged")
+
+
+async def everyone_saw(readers: list[Scorer], count: int) -> None:
+    await asyncio.gather(*(reader.wait_for_seq(count, 30) for reader in readers))
+    for reader in readers:
+        assert reader.gaps == [] and reader.duplicates == [], (reader.blog_id, reader.gaps, reader.duplicates)
+
+
+async def ready(server: LiveServer) -> None:
+    """Until /readyz says 200 (the node has re-read the slot map and resubscribed)."""
+    for _ in range(300):
+        if (await server.http.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.05)  # polling pace
+    raise AssertionError(f"{server.base} never became ready again")
+
+
+def spread_blogs(count: int) -> list[str]:
+    return [f"c{index}" for index in range(count)]
+
+
+async def test_readers_on_every_node_see_every_blog_in_order(redis_cluster: RedisCluster) -> None:
+    """30 blogs over the 3 shards, readers on each of 3 nodes: seq 1..n exactly once, in order."""
+    blogs = spread_blogs(30)
+    assert len({redis_cluster.owner(blog_slot(blog)) for blog in blogs}) == 3
+    async with nodes(redis_cluster) as servers, httpx.AsyncClient(timeout=10) as client:
+        for blog_id in blogs:
+            await servers[0].create_blog(blog_id)
+        readers = []
+        for server in servers:
+            for blog_id in blogs:
+                readers += await start_readers([server.ws_base], blog_id, 1)
+        await asyncio.gather(*(publish(client, servers[(index + round_) % 3], blog_id, f"{blog_id}-{round_}")
+                               for round_ in range(4) for index, blog_id in enumerate(blogs)))
+        await everyone_saw(readers, 4)
+        assert all(reader.seqs == [1, 2, 3, 4] for reader in readers)
+        shards = engine_of(servers[0]).subscriptions()
+        assert len(shards) == 3 and sum(shards.values()) == 31  # 30 blogs and the canary, one connection per shard
+        metrics = (await servers[0].http.get("/metrics")).text
+        for shard, count in shards.items():
+            assert f'livepush_redis_subscriptions{{shard="{shard}"}} {float(count)}' in metrics
+        assert (await servers[0].http.get("/readyz")).status_code == 200
+        listed = (await servers[2].http.get("/api/blogs", params={"limit": 50})).json()
+        assert sorted(blog["id"] for blog in listed["blogs"]) == sorted(blogs)  # the index spans the shards
+        for reader in readers:
+            await reader.stop()
+
+
+async def test_killed_pubsub_connections_are_resubscribed_and_healed(redis_cluster: RedisCluster) -> None:
+    """Mid-publishing, every shard drops its pub/sub clients: the nodes resubscribe and fill the gap."""
+    blogs = spread_blogs(6)
+    async with nodes(redis_cluster, 2) as servers, httpx.AsyncClient(timeout=10) as client:
+        for blog_id in blogs:
+            await servers[0].create_blog(blog_id)
+        readers = [reader for server in servers for blog_id in blogs
+                   for reader in await start_readers([server.ws_base], blog_id, 1)]
+
+        async def keep_publishing() -> None:
+            for round_ in range(30):
+                await asyncio.gather(*(publish(client, servers[round_ % 2], blog_id, f"{blog_id}-{round_}")
+                                       for blog_id in blogs))
+
+        publishing = asyncio.create_task(keep_publishing())
+        await readers[0].wait_for_seq(5)
+        for port in redis_cluster.primaries():
+            cli(port, "client", "kill", "type", "pubsub")
+        await publishing
+        await everyone_saw(readers, 30)
+        assert all(reader.snapshots == 1 for reader in readers)  # healed from history, nobody started over
+        for server in servers:
+            assert engine_of(server).counters()["resubscribes"] >= 1
+        for reader in readers:
+            await reader.stop()
+
+
+def migrate_slot(cluster: RedisCluster, slot: int, target: int) -> None:
+    """Move *slot* to the primary on port *target* the way `redis-cli --cluster reshard` does."""
+    source = cluster.owner(slot)
+    ids = {int(row["port"]): row["id"] for row in cluster.topology()}
+    cli(target, "cluster", "setslot", str(slot), "importing", ids[source])
+    cli(source, "cluster", "setslot", str(slot), "migrating", ids[target])
+    while keys := cli(source, "cluster", "getkeysinslot", str(slot), "100").split():
+        cli(source, "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *keys)
+    for port in (target, source, *(p for p in cluster.primaries() if p not in (source, target))):
+        cli(port, "cluster", "setslot", str(slot), "node", ids[target])
+
+
+async def test_a_busy_blogs_slot_migrates_and_its_subscription_follows(redis_cluster: RedisCluster) -> None:
+    """The slot of a blog taking posts moves to another shard: readers miss nothing and the channel moves too.
+    A third node that had not watched the blog yet still has the old slot map: its SSUBSCRIBE is answered
+    MOVED, and it follows."""
+    async with nodes(redis_cluster, 3) as servers, httpx.AsyncClient(timeout=10) as client:
+        await servers[0].create_blog("busy")
+        slot = blog_slot("busy")
+        source = redis_cluster.owner(slot)
+        target = next(port for port in redis_cluster.primaries() if port != source)
+        readers = [reader for server in servers[:2] for reader in await start_readers([server.ws_base], "busy", 2)]
+
+        migrated = asyncio.Event()
+
+        async def keep_publishing() -> int:
+            """Posts until 10 after the migration; how many."""
+            index, after = 0, 0
+            while after < 10:
+                await publish(client, servers[index % 2], "busy", f"busy-{index}")
+                index += 1
+                after += migrated.is_set()
+            return index
+
+        publishing = asyncio.create_task(keep_publishing())
+        await readers[0].wait_for_seq(10)
+        await asyncio.to_thread(migrate_slot, redis_cluster, slot, target)
+        migrated.set()
+        readers += await start_readers([servers[2].ws_base], "busy", 1)
+        count = await publishing
+        assert redis_cluster.owner(slot) == target
+        await everyone_saw(readers, count)
+        assert all(reader.snapshots == 1 for reader in readers)  # the epoch stays: a migration loses nothing
+        assert engine_of(servers[2]).counters()["subscriptions_lost"] >= 1  # its SSUBSCRIBE met MOVED
+        for server in servers:
+            engine = engine_of(server)
+            assert engine.counters()["slot_moves"] >= (server in servers[:2])  # the server's sunsubscribe push
+            assert engine.subscriptions().get(f"127.0.0.1:{target}", 0) >= 1
+        for reader in readers:
+            await reader.stop()
+
+
+async def test_a_primary_killed_moves_only_its_shards_blogs_to_a_new_epoch(redis_cluster: RedisCluster) -> None:
+    """SIGKILL one primary; its replica takes over. Readers of its blogs get a new epoch and a snapshot,
+    readers of the other shards' blogs notice nothing."""
+    blogs = spread_blogs(12)
+    async with nodes(redis_cluster, 2) as servers, httpx.AsyncClient(timeout=10) as client:
+        for blog_id in blogs:
+            await servers[0].create_blog(blog_id)
+        victim = redis_cluster.owner(blog_slot(blogs[0]))
+        hit = [blog_id for blog_id in blogs if redis_cluster.owner(blog_slot(blog_id)) == victim]
+        readers = [reader for server in servers for blog_id in blogs
+                   for reader in await start_readers([server.ws_base], blog_id, 1)]
+        await asyncio.gather(*(publish(client, servers[0], blog_id, f"{blog_id}-0") for blog_id in blogs))
+        await everyone_saw(readers, 1)
+        assert cli(victim, "wait", "1", "5000").strip() == "1"  # its replica has the blogs (and maybe not more)
+        redis_cluster.node(victim).stop(kill=True)
+        try:
+            missing = await engine_of(servers[0]).not_ready()  # the replica takes a second or more to take over
+            assert missing is not None and f"shard 127.0.0.1:{victim}" in missing and "is down" in missing
+            assert (await servers[0].http.get("/readyz")).status_code == 503
+            await asyncio.to_thread(redis_cluster.wait_healthy)
+            await asyncio.gather(*(publish(client, servers[1], blog_id, f"{blog_id}-1") for blog_id in blogs))
+            await asyncio.gather(*(reader.wait_until(lambda r=reader: r.last >= 2 and (  # type: ignore[misc]
+                r.blog_id not in hit or r.snapshots == 2), 30) for reader in readers))
+            for reader in readers:
+                if reader.blog_id in hit:
+                    assert reader.snapshots == 2 and len(set(reader.epochs)) == 2, reader.blog_id
+                else:
+                    assert reader.snapshots == 1 and reader.seqs == [1, 2] and reader.closes == [], reader.blog_id
+            assert sum(engine_of(server).counters()["epochs_moved"] for server in servers) == len(hit)
+            for server in servers:
+                await ready(server)
+        finally:
+            for reader in readers:
+                await reader.stop()
+            redis_cluster.node(victim).start()  # it rejoins as a replica of the promoted one
+            await asyncio.to_thread(redis_cluster.wait_healthy)
+
+
+async def test_a_cluster_url_naming_a_plain_redis_fails_at_start(redis_process: RedisProcess) -> None:
+    """REDIS_URL=redis+cluster://... pointing at a Redis without cluster mode: start fails, naming the setting."""
+    engine = ClusterEngine(f"redis+cluster://127.0.0.1:{redis_process.port}")
+    with pytest.raises(EngineUnavailable, match=r"REDIS_URL names a Redis Cluster, but 127\.0\.0\.1:\d+ is not one"):
+        await engine.start(lambda frame: None, lambda: None)
+    await engine.close()
+    with pytest.raises(ClusterUrlError, match=r"cluster node .127\.0\.0\.1:x. is not host:port"):
+        ClusterEngine("redis+cluster://127.0.0.1:x")
+    for bad in ("redis+cluster://127.0.0.1:x", "redis+cluster://", "redis+cluster://h1:7000,,h2:7001"):
+        with pytest.raises(SettingsError, match="REDIS_URL: cluster node"):
+            Settings.from_env({"REDIS_URL": bad})

@@ -1,0 +1,158 @@
+"""A real Redis Cluster for tests: 3 primaries + 3 replicas, each a redis-server with its own dir and ports.
+
+Ports are picked at random below 55536 (the cluster bus listens on port + 10000) and checked free;
+the nodes are joined with `redis-cli --cluster create ... --cluster-replicas 1`. The fixture is
+session-scoped; `flush()` empties every primary between tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisProcess
+
+NODE_TIMEOUT_MS = 1000
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int) -> list[int]:
+    """*count* ports p, each free with p + 10000 free too, both below the kernel's ephemeral range (32768 and up
+    by default), where no outgoing connection can take one between this check and the server's start."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randint(min(12000, low - 10001), low - 10001)
+        if port not in chosen and _free(port) and _free(port + 10000):
+            chosen.append(port)
+    return chosen
+
+
+def cli(port: int, *args: str) -> str:
+    """Run one redis-cli command against the node on *port*; its output."""
+    done = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=20,
+                          check=True)
+    return done.stdout
+
+
+class RedisCluster:
+    """The nodes of a test Cluster and the operations fault tests need."""
+
+    def __init__(self, nodes: list[RedisProcess]) -> None:
+        self.nodes = nodes
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:2])
+
+    def node(self, port: int) -> RedisProcess:
+        return next(node for node in self.nodes if node.port == port)
+
+    def topology(self) -> list[dict[str, str]]:
+        """CLUSTER NODES as seen from a live node: id, port, role (master/slave), master id, slots."""
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            with contextlib.suppress(subprocess.SubprocessError):
+                rows = []
+                for line in cli(node.port, "cluster", "nodes").splitlines():
+                    fields = line.split()
+                    rows.append({"id": fields[0], "port": fields[1].split(":")[1].split("@")[0],
+                                 "role": "master" if "master" in fields[2] else "slave",
+                                 "failed": str("fail" in fields[2] and "fail?" not in fields[2]),
+                                 "master": fields[3], "slots": " ".join(fields[8:])})
+                return rows
+        raise RuntimeError("no cluster node answers")
+
+    def primaries(self) -> list[int]:
+        return sorted(int(row["port"]) for row in self.topology() if row["role"] == "master" and row["slots"]
+                      and row["failed"] == "False")
+
+    def owner(self, slot: int) -> int:
+        for row in self.topology():
+            if row["role"] != "master" or row["failed"] == "True":
+                continue
+            for item in row["slots"].split():
+                if item.startswith("["):
+                    continue
+                low, _, high = item.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    return int(row["port"])
+        raise RuntimeError(f"slot {slot} has no owner")
+
+    def flush(self) -> None:
+        for port in self.primaries():
+            cli(port, "flushall")
+
+    @staticmethod
+    def _replicas_info(live: list[RedisProcess]) -> list[str]:
+        infos = [cli(node.port, "info", "replication") for node in live]
+        return [info for info in infos if "role:slave" in info]
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [node for node in self.nodes if node.process is not None]
+            with contextlib.suppress(subprocess.SubprocessError):
+                if all("cluster_state:ok" in cli(node.port, "cluster", "info") for node in live) and all(
+                        "master_link_status:up" in info for info in self._replicas_info(live)):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("the cluster did not become healthy")
+
+
+def start_nodes(root: Path, attempts: int = 3) -> list[RedisProcess]:
+    """Six cluster-enabled redis-servers, on fresh ports again if another process took one meanwhile."""
+    for attempt in range(attempts):
+        nodes = []
+        for port in cluster_ports(6):
+            data_dir = root / f"{attempt}-{port}"
+            data_dir.mkdir()
+            nodes.append(RedisProcess(port, data_dir, [
+                "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--repl-diskless-sync-delay", "0",
+                "--cluster-replica-validity-factor", "0"]))
+        try:
+            for node in nodes:
+                node.start()
+            return nodes
+        except RuntimeError:
+            for node in nodes:
+                node.stop(kill=True)
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    if shutil.which("redis-cli") is None:
+        raise RuntimeError("redis-cli is not installed: run `bash scripts/test` or `apt-get install redis-tools`")
+    with tempfile.TemporaryDirectory(prefix="livepush-cluster-") as root:
+        nodes = start_nodes(Path(root))
+        cluster = RedisCluster(nodes)
+        try:
+            cli(nodes[0].port, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in nodes),
+                "--cluster-replicas", "1", "--cluster-yes")
+            cluster.wait_healthy()
+            yield cluster
+        finally:
+            for node in nodes:
+                node.stop(kill=True)
