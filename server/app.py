@@ -43,7 +43,7 @@ from server.hub import Hub
 from server.logs import RequestIds
 from server.metrics import Metrics
 from server.newsroom import Newsroom
-from server.pages.assets import Assets, content_version
+from server.pages.assets import Assets, AssetTable, content_version
 from server.pages.fastpath import CachedPages
 from server.pages.render import TEMPLATES_DIR, PageRenderer
 from server.pages.routes import page_routes
@@ -232,7 +232,7 @@ def build_services(settings: Settings, engine: Engine) -> tuple[Services, tuple[
                    writes=RateLimiter(settings.write_rate, settings.write_burst), canary=canary,
                    admission=admission, keepalive=Keepalive(settings.ping_interval),
                    webhooks=Webhooks(engine, outbox, guard, dispatcher, settings.webhook_max_endpoints),
-                   page_cache=page_cache)
+                   page_cache=page_cache, assets=AssetTable(CLIENT_DIR, asset_version))
     return svc, (canary, svc.keepalive, loop_lag, dispatcher)
 
 

@@ -19,6 +19,7 @@ from server.feed import Feeds
 from server.hub import Hub
 from server.metrics import Metrics
 from server.newsroom import Newsroom
+from server.pages.assets import AssetTable
 from server.pages.render import PageRenderer
 from server.ratelimit import RateLimiter
 from server.relay import Relay
@@ -45,6 +46,7 @@ class Services:
     keepalive: Keepalive
     webhooks: Webhooks
     page_cache: PageCache
+    assets: AssetTable
 
 
 def services(connection: HTTPConnection) -> Services:

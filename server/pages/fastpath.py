@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.cache import Key, Rendition
 from server.logs import valid_request_id
+from server.negotiate import none_match
 from server.services import Services
 
 PAGE_PREFIX = "/blogs/"
@@ -82,11 +83,15 @@ _STACK_ONLY = frozenset({b"origin", b"content-length", b"transfer-encoding", b"e
 
 def raw_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
                default_headers: list[tuple[bytes, bytes]]) -> list[bytes] | None:
-    """The whole HTTP/1.1 response to a cached-page request, as bytes to write; None when it is not one.
+    """The whole HTTP/1.1 response to a cached-page or current-asset request, as bytes to write; else None.
 
     For a server protocol that answers before making an ASGI request (server.protocols.http).
     """
-    if not url.startswith(_PAGE_PREFIX_BYTES) or b"%" in url or b"#" in url:
+    if b"%" in url or b"#" in url:
+        return None
+    if url.startswith(svc.assets.prefix):
+        return _asset_answer(svc, method, url, headers, default_headers)
+    if not url.startswith(_PAGE_PREFIX_BYTES):
         return None
     path, _, query = url.partition(b"?")
     svc_answer = lookup(svc, "GET" if method == b"GET" else method.decode("latin-1"), path.decode("latin-1"), query,
@@ -102,6 +107,29 @@ def raw_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[byt
         return [b"".join(head)]
     head += (rendition.raw, b"x-request-id: ", rid, b"\r\n\r\n")
     return [b"".join(head), rendition.body] if method == b"GET" else [b"".join(head)]
+
+
+def _asset_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
+                  default_headers: list[tuple[bytes, bytes]]) -> list[bytes] | None:
+    """A widget file of the current version from memory (server.pages.assets.AssetTable); None sends it down."""
+    asset = svc.assets.get(url.partition(b"?")[0])
+    if asset is None or (method != b"GET" and method != b"HEAD"):
+        return None
+    match = rid = None
+    for name, value in headers:
+        if name == b"if-none-match":
+            match = value
+        elif name == b"x-request-id":
+            rid = value
+        elif name in _STACK_ONLY:
+            return None
+    rid = rid if rid is not None and valid_request_id(rid) else _new_request_id()
+    status = 304 if match is not None and none_match(match, (asset.etag,)) else 200
+    head = [_STATUS_LINES[status]]
+    for name, value in default_headers:
+        head += (name, b": ", value, b"\r\n")
+    head += (asset.head if status == 200 else asset.not_modified, b"x-request-id: ", rid, b"\r\n\r\n")
+    return [b"".join(head), asset.body] if status == 200 and method == b"GET" else [b"".join(head)]
 
 
 _PAGE_PREFIX_BYTES = PAGE_PREFIX.encode()
