@@ -35,6 +35,7 @@ from server.engine import Engine
 from server.model import Blog
 from server.negotiate import choose_coding, none_match
 from server.relay import Relay
+from server.singleflight import run_once
 
 Key = tuple[str, str, str, str]
 """(kind, blog, order, cursor-or-limit): what one cached response varies on besides its coding."""
@@ -220,19 +221,7 @@ class PageCache:
         loading = self._loading.get(key)
         if loading is not None:
             return await asyncio.shield(loading)
-        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        try:
-            entry = await self._load(key, load, front)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed here; joiners re-raise it themselves
-            raise
-        finally:
-            if self._loading.get(key) is future:
-                del self._loading[key]
-        future.set_result(entry)
-        return entry
+        return await run_once(self._loading, key, lambda: self._load(key, load, front))
 
     async def _load(self, key: Key, load: Callable[[], Awaitable[Rendered]], front: bool) -> Entry:
         rendered = await load()

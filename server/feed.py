@@ -36,6 +36,7 @@ from server.engine import HISTORY_CHUNK_BYTES, BlogNotFound, Engine, EngineError
 from server.hub import Hub, Reader
 from server.model import is_slug
 from server.relay import Relay
+from server.singleflight import run_once
 from server.wire import Frame
 
 
@@ -231,24 +232,16 @@ class Feeds:
         return None
 
     async def _read_snapshot(self, blog_id: str) -> Frame:
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._reading[blog_id] = future
-        try:
-            snap = await self._engine.snapshot(blog_id, self._snapshot_size)
-            frame = wire.snapshot(snap.blog, snap.page.posts, snap.page.has_more)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed here; joiners re-raise it themselves
-            raise
-        finally:
-            if self._reading.get(blog_id) is future:
-                del self._reading[blog_id]
+        frame = await run_once(self._reading, blog_id, lambda: self._encode_snapshot(blog_id))
         self.snapshots_encoded += 1
-        future.set_result(frame)
         cached = self._snapshots.get(blog_id)
         if cached is None or cached.epoch != frame.epoch or cached.seq < frame.seq:
             self._snapshots.put(blog_id, frame)
         return frame
+
+    async def _encode_snapshot(self, blog_id: str) -> Frame:
+        snap = await self._engine.snapshot(blog_id, self._snapshot_size)
+        return wire.snapshot(snap.blog, snap.page.posts, snap.page.has_more)
 
     @property
     def cached_snapshots(self) -> tuple[int, int]:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "server"
 
 SHARED = {"server.model", "server.wire", "server.paging", "server.sanitize", "server.markup", "server.parsing",
-          "server.closes", "server.redis_url"}
+          "server.closes", "server.redis_url", "server.singleflight"}
 RINGS = {  # rank: an import may only go to an equal or lower rank (or to SHARED)
     "server.engine": 0,
     "server.relay": 1, "server.hub": 1,
