@@ -81,7 +81,8 @@ def make_engine(settings: Settings) -> Engine:
     if settings.redis_url and "+cluster://" in settings.redis_url:
         from server.engine.redis_cluster import ClusterEngine
 
-        return ClusterEngine(settings.redis_url, limits)
+        return ClusterEngine(settings.redis_url, limits, wait_replicas=settings.redis_wait_replicas,
+                             wait_timeout=settings.redis_wait_timeout)
     if settings.redis_url:
         from server.engine.redis import RedisEngine
 

@@ -38,7 +38,7 @@ from server.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789-0123456789-abcdef"
-ENGINES = ["memory", "redis"]
+ENGINES = ["memory", "redis", "redis-sentinel", "redis-cluster"]
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:

@@ -37,12 +37,21 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
-from redis.exceptions import ClusterError, RedisClusterException, RedisError, SlotNotCoveredError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 from server.engine import CANARY_BLOG, Deliver, Engine, EngineUnavailable, Limits, Resync
 from server.engine.outbox_redis import RedisOutbox
@@ -79,14 +88,14 @@ def owner_of(cluster: RedisCluster, slot: int) -> ClusterNode:
         raise SlotNotCoveredError(f"slot {slot} is not covered by the cluster's slot map") from exc
 
 
-def cluster_client(url: str) -> RedisCluster:
+def cluster_client(url: str, socket_timeout: float = 2.0) -> RedisCluster:
     """The client every Cluster engine and outbox uses: like make_client, no retries (a write script retried
     after a timeout could run twice); MOVED and ASK are still followed, and a shard that is down fails
     only the commands for its slots."""
     nodes, options = parse_cluster_url(url)
     return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], require_full_coverage=False,
-                        socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), driver_info=None,
-                        **options)
+                        socket_connect_timeout=1.0, socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0),
+                        driver_info=None, **options)
 
 
 class ClusterOutbox(RedisOutbox):
@@ -344,9 +353,10 @@ class ClusterEngine(RedisEngine):
 
     name = "redis-cluster"
 
-    def __init__(self, url: str, limits: Limits | None = None, identity_interval: float = 10.0) -> None:
+    def __init__(self, url: str, limits: Limits | None = None, identity_interval: float = 10.0,
+                 wait_replicas: int = 0, wait_timeout: float = 1.0) -> None:
         self._nodes, self._options = parse_cluster_url(url)
-        super().__init__(url, limits, identity_interval)
+        super().__init__(url, limits, identity_interval, wait_replicas, wait_timeout)
         self._cluster = cast(RedisCluster, self._redis)
         self._fanout = ShardedFanout(self._cluster, self._options, self._on_message, self._healed)
         self.index_failures = 0  # acknowledged writes whose blog-list update failed
@@ -356,7 +366,7 @@ class ClusterEngine(RedisEngine):
         self._suspect = False  # replaced by per-shard confirmation (_confirmed)
 
     def _client(self, target: RedisTarget, socket_timeout: float) -> aioredis.Redis:
-        return cast(aioredis.Redis, cluster_client(target.url))
+        return cast(aioredis.Redis, cluster_client(target.url, socket_timeout))
 
     def _script(self, name: str) -> AsyncScript:
         body = super()._script(name).script
@@ -504,6 +514,59 @@ class ClusterEngine(RedisEngine):
                         raise self._unavailable(exc) from exc
         return await super()._run(name, blog_id, args, extra_keys)
 
+    # LIVEPUSH_REDIS_WAIT_REPLICAS: WAIT counts the writes of its own connection, and the cluster client
+    # sends keyless commands to any node, so the script and WAIT go pipelined on one connection of the
+    # primary that owns the blog's slot.
+
+    async def _run_and_wait(self, name: str, keys: list[str], args: Sequence[Any]) -> Any:
+        script = self._scripts[name]
+        for _ in range(2):
+            reply, acked = await self._at_owner(keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args),
+                                                ("WAIT", *self._wait))
+            if not isinstance(reply, NoScriptError):
+                break
+            await self._cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=RedisCluster.PRIMARIES)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(reply, list) and reply[0] == b"ok":
+            self._replicated(acked)
+        return reply
+
+    async def _replay_replicated(self, key: str, ttl: int) -> None:
+        try:
+            _, acked = await self._at_owner(key, ("EXPIRE", key, ttl), ("WAIT", *self._wait))
+        except _TROUBLE as exc:
+            raise self._unavailable(exc) from exc
+        self._replicated(acked)
+
+    async def _at_owner(self, key: str, *commands: tuple[Any, ...]) -> list[Any]:
+        """*commands* pipelined on one connection of the primary owning *key*'s slot; each one's reply or error.
+
+        MOVED and ASK (the slot moved or is moving) and TRYAGAIN (its keys are split mid-migration) mean
+        the first command did not run: follow, as the cluster client does, a few times."""
+        slot, asking = key_slot(key.encode()), None
+        for attempt in range(_REDIRECTS):
+            node = asking or owner_of(self._cluster, slot)
+            batch = [PipelineCommand(index, *command) for index, command in enumerate(
+                (("ASKING",), *commands) if asking else commands)]
+            try:
+                await node.execute_pipeline(batch)
+            except _TROUBLE:
+                self._confirmed.pop(node.name, None)
+                raise
+            replies = [command.result for command in batch[1 if asking else 0:]]
+            first, asking = replies[0], None
+            if isinstance(first, MovedError):
+                await self._cluster.nodes_manager.initialize()
+            elif isinstance(first, AskError):
+                asking = self._cluster.nodes_manager.get_node(first.host, first.port)
+                if asking is None:
+                    await self._cluster.nodes_manager.initialize()
+            elif isinstance(first, TryAgainError):
+                await asyncio.sleep(0.05 * (attempt + 1))
+            else:
+                return replies
+        raise EngineUnavailable(f"the slot of {key} kept moving ({_REDIRECTS} redirects)")
 
     async def _check_identity(self) -> int:
         moved = 0
@@ -565,6 +628,7 @@ if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 return redis.call('SADD', KEYS[1], ARGV[1])
 """
+_REDIRECTS = 5
 _UPDATED_MS = {"create_blog": 3, "update_blog": 5, "create_post": 5, "update_post": 7, "delete_post": 3}
 
 _: type[Engine] = ClusterEngine

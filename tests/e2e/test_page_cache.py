@@ -21,7 +21,7 @@ import pytest
 from server.cache import Entry
 from server.paging import encode_cursor
 from server.protocols.http import LimitedHttpProtocol
-from tests.conftest import LiveServer, ServerFactory, WsReader, wait_until
+from tests.conftest import LiveServer, ServerFactory, WsReader, redis_for, wait_until
 
 SEQ = re.compile(r'data-seq="(\d+)"')
 EPOCH = re.compile(r'data-epoch="([^"]*)"')
@@ -91,7 +91,8 @@ async def test_a_new_event_changes_the_tag_and_the_page(server: LiveServer, blog
         assert (await get(server, **{"If-None-Match": third.headers["etag"]})).status_code == 304
 
 
-async def test_a_new_epoch_changes_the_tag(start_server: ServerFactory, request: pytest.FixtureRequest) -> None:
+async def test_a_new_epoch_changes_the_tag(start_server: ServerFactory, engine_kind: str,
+                                          request: pytest.FixtureRequest) -> None:
     """The same blog at the same seq in another history (storage lost and rebuilt) has another tag."""
     tags = []
     for _ in range(2):
@@ -100,8 +101,7 @@ async def test_a_new_epoch_changes_the_tag(start_server: ServerFactory, request:
         page = await get(server)
         tags.append((seq_of(page), EPOCH.search(page.text).group(1), page.headers["etag"]))  # type: ignore[union-attr]
         await server.stop()
-        if "redis_process" in request.fixturenames:
-            request.getfixturevalue("redis_process").flush()
+        redis_for(engine_kind, request)  # flushed: the storage is lost
     (seq_a, epoch_a, tag_a), (seq_b, epoch_b, tag_b) = tags
     assert seq_a == seq_b == 0 and epoch_a != epoch_b
     assert tag_a != tag_b

@@ -9,8 +9,7 @@ import pytest
 
 from server.app import make_outbox
 from server.engine.outbox import LOG_SIZE, Attempt, Endpoint, Outbox
-from tests.conftest import ENGINES, RedisProcess, make_settings
-from tests.redis_cluster import RedisCluster
+from tests.conftest import ENGINES, make_settings, redis_for
 
 
 def endpoint(endpoint_id: str = "wh1") -> Endpoint:
@@ -22,7 +21,7 @@ def attempt(seq: int, status: int | None = 204) -> Attempt:
     return Attempt(f"msg_b1_e_{seq}", "b1", seq, "post.created", 1, status, "", 1_700_000_001.0, 1.5)
 
 
-@pytest.fixture(params=[*ENGINES, "redis-cluster"])
+@pytest.fixture(params=ENGINES)
 def engine_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
@@ -30,15 +29,7 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def outbox(engine_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Outbox]:
-    redis: RedisProcess | None = request.getfixturevalue("redis_process") if engine_kind == "redis" else None
-    if redis is not None:
-        redis.flush()
-    settings = make_settings(engine_kind, redis)
-    if engine_kind == "redis-cluster":
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-        cluster.flush()
-        settings = make_settings("redis", None, redis_url=cluster.url)
-    found = make_outbox(settings)
+    found = make_outbox(make_settings(engine_kind, redis_for(engine_kind, request)))
     yield found
     await found.close()
 

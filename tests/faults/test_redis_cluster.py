@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from server.engine import EngineUnavailable
 from server.engine.redis_cluster import ClusterEngine, blog_slot
 from server.parsing import ClusterUrlError
 from server.settings import Settings, SettingsError
-from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, make_settings
+from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, make_settings, wait_until
 from tests.faults.conftest import Scorer, start_readers
 from tests.redis_cluster import RedisCluster, cli
 
@@ -29,9 +30,9 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @contextlib.asynccontextmanager
-async def nodes(cluster: RedisCluster, count: int = 3) -> AsyncIterator[list[LiveServer]]:
+async def nodes(cluster: RedisCluster, count: int = 3, **overrides: Any) -> AsyncIterator[list[LiveServer]]:
     cluster.flush()
-    servers = [LiveServer(make_settings("redis", None, redis_url=cluster.url)) for _ in range(count)]
+    servers = [LiveServer(make_settings("redis", None, redis_url=cluster.url, **overrides)) for _ in range(count)]
     try:
         for server in servers:
             await server.start()
@@ -47,14 +48,15 @@ def engine_of(server: LiveServer) -> ClusterEngine:
     return engine
 
 
-async def publish(client: httpx.AsyncClient, server: LiveServer, blog_id: str, headline: str) -> None:
-    """Publish with an Idempotency-Key, retrying the 503s of a shard in trouble (as a newsroom tool does)."""
+async def publish(client: httpx.AsyncClient, server: LiveServer, blog_id: str, headline: str) -> str:
+    """Publish with an Idempotency-Key, retrying the 503s of a shard in trouble (as a newsroom tool does); the id."""
     for _ in range(300):
         with contextlib.suppress(httpx.HTTPError):
             response = await client.post(f"{server.base}/api/blogs/{blog_id}/posts", json={"headline": headline},
                                          headers={**AUTH, "Idempotency-Key": headline})
             if response.status_code == 201:
-                return
+                post_id: str = response.json()["post"]["id"]
+                return post_id
             assert response.status_code == 503, response.text
         await asyncio.sleep(0.02)
     raise AssertionError(f"{headline} on {blog_id} was never acknowledged")
@@ -220,6 +222,65 @@ async def test_a_primary_killed_moves_only_its_shards_blogs_to_a_new_epoch(redis
             for reader in readers:
                 await reader.stop()
             redis_cluster.node(victim).start()  # it rejoins as a replica of the promoted one
+            await asyncio.to_thread(redis_cluster.wait_healthy)
+
+
+@pytest.mark.timeout(180)
+async def test_with_wait_replicas_a_killed_primary_loses_no_acknowledged_post(redis_cluster: RedisCluster) -> None:
+    """LIVEPUSH_REDIS_WAIT_REPLICAS=1: newsrooms publish to blogs on every shard (retrying 503s with their
+    Idempotency-Key) while one primary is SIGKILLed. Every acknowledged post is stored once and shown once
+    to every reader: the failed shard's readers through the new epoch's snapshot, the others live."""
+    blogs = spread_blogs(6)
+    async with nodes(redis_cluster, 2, redis_wait_replicas=1, redis_wait_timeout=0.5, snapshot_size=200) as servers, \
+            httpx.AsyncClient(timeout=10) as client:
+        for blog_id in blogs:
+            await servers[0].create_blog(blog_id)
+        victim = redis_cluster.owner(blog_slot(blogs[0]))
+        hit = {blog_id for blog_id in blogs if redis_cluster.owner(blog_slot(blog_id)) == victim}
+        assert 0 < len(hit) < len(blogs)
+        readers = [reader for server in servers for blog_id in blogs
+                   for reader in await start_readers([server.ws_base], blog_id, 1)]
+        acked: dict[str, list[str]] = {blog_id: [] for blog_id in blogs}
+        stopping = asyncio.Event()
+
+        async def newsroom(index: int, blog_id: str) -> None:
+            number = 0
+            while not stopping.is_set():
+                number += 1
+                acked[blog_id].append(await publish(client, servers[index % 2], blog_id, f"{blog_id}-{number}"))
+                await asyncio.sleep(0.1)  # a newsroom's pace: every post fits in one snapshot
+
+        publishing = [asyncio.create_task(newsroom(index, blog_id)) for index, blog_id in enumerate(blogs)]
+        try:
+            await wait_until(lambda: all(len(ids) >= 3 for ids in acked.values()), 20, "posts before the kill")
+            redis_cluster.node(victim).stop(kill=True)
+            await asyncio.to_thread(redis_cluster.wait_healthy)  # its replica took over, with no replica of its own:
+            await wait_until(lambda: sum(engine_of(server).wait_timeouts for server in servers) > 0, 10,
+                             "a write refused as not replicated")  # its writes answer 503 until a replica rejoins
+            redis_cluster.node(victim).start()
+            await asyncio.to_thread(redis_cluster.wait_healthy)
+            before = {blog_id: len(ids) for blog_id, ids in acked.items()}
+            await wait_until(lambda: all(len(acked[blog_id]) >= before[blog_id] + 3 for blog_id in blogs), 30,
+                             "posts after the failover")
+            stopping.set()
+            await asyncio.gather(*publishing)
+            for blog_id in blogs:
+                listed = (await servers[1].http.get(f"/api/blogs/{blog_id}/posts", params={"limit": 100})).json()
+                assert listed["next"] is None
+                assert sorted(post["id"] for post in listed["posts"]) == sorted(acked[blog_id]), blog_id
+            states = {blog_id: await servers[0].blog(blog_id) for blog_id in blogs}
+            await asyncio.gather(*(reader.wait_until(lambda r=reader: (r.epoch, r.last) == (  # type: ignore[misc]
+                states[r.blog_id]["epoch"], states[r.blog_id]["seq"]), 30) for reader in readers))
+            for reader in readers:
+                assert reader.posts == set(acked[reader.blog_id]) and not reader.gaps and not reader.duplicates
+                assert len(set(reader.epochs)) == (2 if reader.blog_id in hit else 1), reader.blog_id
+        finally:
+            stopping.set()
+            await asyncio.gather(*publishing, return_exceptions=True)
+            for reader in readers:
+                await reader.stop()
+            if redis_cluster.node(victim).process is None:
+                redis_cluster.node(victim).start()
             await asyncio.to_thread(redis_cluster.wait_healthy)
 
 
