@@ -63,7 +63,7 @@ def blog(blog_id: str) -> Blog:
 
 
 async def started(engine: Engine) -> Engine:
-    await engine.start(lambda frame: None, lambda: None)
+    await engine.start(lambda frame: None, lambda blogs=None: None)
     return engine
 
 

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from server.canary import Canary
 from server.closes import Close
 from server.demo import IMAGES, load_demo
 from server.drain import Drainer
-from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits
+from server.engine import HISTORY_CHUNK_BYTES, Engine, EngineError, Limits, Resync
 from server.engine.outbox import Outbox
 from server.feed import Feeds
 from server.headers import SecurityHeaders, security_headers
@@ -260,12 +260,13 @@ async def _stop(svc: Services, background: tuple[Background, ...]) -> None:
     svc.drainer.uninstall()
 
 
-def _resync(svc: Services) -> Callable[[], None]:
-    """What the engine calls when storage may have lost events: the relay re-reads; the demo may be reloaded."""
+def _resync(svc: Services) -> Resync:
+    """What the engine calls when storage may have lost events: the relay re-reads (the blogs named, or
+    all); the webhooks re-read; the demo may be reloaded."""
     reloads: set[asyncio.Task[None]] = set()
 
-    def resync() -> None:
-        svc.relay.resync()
+    def resync(blogs: Collection[str] | None = None) -> None:
+        svc.relay.resync(blogs)
         svc.webhooks.resync()
         if svc.settings.demo:  # storage may have come back empty
             task = asyncio.ensure_future(_load_demo(svc.engine))

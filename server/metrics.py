@@ -62,6 +62,9 @@ class _FanoutCollector(Collector):
                                   value=self._relay.gaps_repaired)
         yield CounterMetricFamily("livepush_history_resets", "Blogs whose readers had to start over",
                                   value=self._relay.resets)
+        yield CounterMetricFamily("livepush_relay_rechecks", "Watched blogs re-read from history after the engine "
+                                  "was interrupted (on a Cluster: those of the interrupted shard)",
+                                  value=self._relay.rechecks)
         yield CounterMetricFamily("livepush_snapshots_encoded", "Snapshots read and encoded",
                                   value=self._feeds.snapshots_encoded)
         yield CounterMetricFamily("livepush_history_reads", "History reads for resuming readers (shared reads once)",

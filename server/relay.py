@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class Relay:
         self._subscribing = asyncio.Lock()
         self.gaps_repaired = 0
         self.resets = 0
+        self.rechecks = 0  # watched blogs checked against history after an engine interruption
 
     # called by the engine
 
@@ -65,10 +66,11 @@ class Relay:
             return
         self._forward(frame.blog, channel, frame)
 
-    def resync(self) -> None:
-        """After an engine reconnect: check every watched blog against history."""
+    def resync(self, blogs: Collection[str] | None = None) -> None:
+        """After an engine reconnect: check every watched blog (or those of *blogs*) against history."""
         for blog_id, channel in self._channels.items():
-            if channel.backlog is None:
+            if channel.backlog is None and (blogs is None or blog_id in blogs):
+                self.rechecks += 1
                 channel.backlog = []
                 self._spawn(self._catch_up(blog_id, channel))
 

@@ -12,7 +12,7 @@ Implementations: `memory.MemoryEngine` (one process, nothing to install) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -31,7 +31,14 @@ HISTORY_CHUNK_BYTES = 256 * 1024
 # valid blog id, so it can never collide with one.
 CANARY_BLOG = "~canary"
 Deliver = Callable[[Frame], None]
-Resync = Callable[[], None]
+
+
+class Resync(Protocol):
+    """What an engine calls after an interruption during which events may have been missed: the blogs
+    that may have missed some (a Cluster knows which shard was interrupted), or None for every blog."""
+
+    def __call__(self, blogs: Collection[str] | None = None) -> None: ...
+
 
 
 class EngineError(Exception):

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -184,7 +184,7 @@ def _flag(value: bool) -> str:
 class _ResyncingPubSub(PubSub):
     """A PubSub that reports each reconnection of its connection: messages published meanwhile are lost."""
 
-    def __init__(self, *args: Any, on_connected: Resync, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_connected: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_connected = on_connected
 

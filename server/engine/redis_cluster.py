@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
@@ -66,14 +67,14 @@ _TROUBLE = (RedisError, RedisClusterException, OSError, TimeoutError)
 _CONFIRM_TIMEOUT = 2.0
 
 
-_TAGS: dict[int, str] = {}
+_TAGS: dict[tuple[int, str], str] = {}
 
 
-def tag_for_slot(slot: int) -> str:
-    """A short hash tag whose keys fall in *slot* (about 16 000 CRCs to find, once per slot)."""
-    if slot not in _TAGS:
-        _TAGS[slot] = next(str(n) for n in count() if key_slot(str(n).encode()) == slot)
-    return _TAGS[slot]
+def tag_for_slot(slot: int, prefix: str = "") -> str:
+    """A short hash tag, starting with *prefix*, whose keys fall in *slot* (about 16 000 CRCs to find, once)."""
+    if (slot, prefix) not in _TAGS:
+        _TAGS[slot, prefix] = next(f"{prefix}{n}" for n in count() if key_slot(f"{prefix}{n}".encode()) == slot)
+    return _TAGS[slot, prefix]
 
 
 def blog_slot(blog_id: str) -> int:
@@ -145,7 +146,7 @@ class ShardedFanout:
     """SSUBSCRIBE to each watched blog's channel at the primary owning its slot, one connection per shard."""
 
     def __init__(self, cluster: RedisCluster, options: dict[str, Any], on_frame: Callable[[bytes, bytes], None],
-                 on_healed: Callable[[], None]) -> None:
+                 on_healed: Callable[[set[str]], None]) -> None:
         self._cluster = cluster
         self._options = options
         self._on_frame = on_frame
@@ -222,13 +223,14 @@ class ShardedFanout:
             shard = self._shards[node.name] = _Shard(node.name, client)
         return shard
 
-    async def _subscribe(self, blog_ids: Iterable[str]) -> None:
-        """SSUBSCRIBE each blog's channel at its owner (unless it is already) and await every confirmation.
+    async def _subscribe(self, blog_ids: Iterable[str]) -> list[str]:
+        """SSUBSCRIBE each blog's channel at its owner (unless it is already) and await every confirmation;
+        the blogs that were not subscribed before (they may have missed events).
 
         On any failure the shards still waiting for a confirmation are closed, so a retry starts afresh.
         """
         try:
-            await self._subscribe_at_owners(blog_ids)
+            return await self._subscribe_at_owners(blog_ids)
         except BaseException:
             for shard in list(self._shards.values()):
                 if shard.pending:
@@ -236,13 +238,15 @@ class ShardedFanout:
                     await shard.close()
             raise
 
-    async def _subscribe_at_owners(self, blog_ids: Iterable[str]) -> None:
+    async def _subscribe_at_owners(self, blog_ids: Iterable[str]) -> list[str]:
         waiting: list[asyncio.Future[None]] = []
+        fresh: list[str] = []
         for blog_id in blog_ids:
             shard = self._shard(self._owner(blog_id))
             name = channel(blog_id).encode()
             if name in shard.channels:
                 continue
+            fresh.append(blog_id)
             future = shard.pending.get(name)
             if future is None:
                 future = shard.pending[name] = asyncio.get_running_loop().create_future()
@@ -254,6 +258,7 @@ class ShardedFanout:
         if waiting:
             async with asyncio.timeout(_CONFIRM_TIMEOUT):
                 await asyncio.gather(*waiting)
+        return fresh
 
     async def _read(self, shard: _Shard) -> None:
         try:
@@ -313,6 +318,7 @@ class ShardedFanout:
         """Re-read the slot map and subscribe every watched blog at its owner, until that succeeds with no
         new trouble meanwhile."""
         delay, failing = 0.05, False
+        resubscribed: set[str] = set()  # only these may have missed events: the others' shards never dropped them
         while True:
             await asyncio.sleep(0)  # let a failing reader finish closing its shard
             self._again = False
@@ -320,7 +326,7 @@ class ShardedFanout:
                 await self._cluster.nodes_manager.initialize()
                 async with self._lock:
                     await self._drop_misplaced()
-                    await self._subscribe(sorted(self._watched))
+                    resubscribed.update(await self._subscribe(sorted(self._watched)))
                 if not self._again:
                     break
                 continue
@@ -336,7 +342,7 @@ class ShardedFanout:
         self._missing.clear()
         if failing:
             log.warning("redis cluster: subscriptions restored")
-        self._on_healed()
+        self._on_healed(resubscribed)
 
     async def _drop_misplaced(self) -> None:
         """Close shard connections to nodes that are no longer primaries or hold channels of slots they lost."""
@@ -346,6 +352,52 @@ class ShardedFanout:
             if shard.name not in primaries or misplaced:
                 del self._shards[shard.name]
                 await shard.close()
+
+
+class ShardCanaries:
+    """The readiness canary (server.canary) through every shard, not just one.
+
+    One canary blog per primary (`~c<n>`, never a valid blog id), hashed into the first slot that
+    primary owns, so its shard channel lives there. A round of canaries counts as heard, and the
+    process's Canary is told, only once every shard has returned this process's token: one shard
+    whose subscription went deaf makes the process deaf, as one Redis does.
+    """
+
+    LATE = 5.0  # seconds a round may take before the shards holding it up are logged
+
+    def __init__(self) -> None:
+        self.blogs: dict[str, str] = {}  # canary blog id -> the primary whose first slot it hashes to
+        self._token = b""
+        self._waiting: set[str] = set()
+        self._since = 0.0
+        self._logged = False
+
+    @staticmethod
+    def wanted(slots: dict[int, list[ClusterNode]]) -> dict[str, str]:
+        """One canary blog per primary of the slot map *slots*."""
+        first: dict[str, int] = {}
+        for slot, nodes in slots.items():
+            if nodes and slot < first.get(nodes[0].name, 1 << 14):
+                first[nodes[0].name] = slot
+        return {tag_for_slot(slot, "~c"): name for name, slot in first.items()}
+
+    def sending(self, token: bytes) -> None:
+        """A round starts unless one is still waiting (whose shards get the canary again)."""
+        self._token = token
+        self._waiting &= set(self.blogs)
+        if not self._waiting:
+            self._waiting, self._since, self._logged = set(self.blogs), time.monotonic(), False
+        elif not self._logged and time.monotonic() - self._since > self.LATE:
+            self._logged = True
+            log.warning("redis cluster: canary not back through shard %s after %.0fs",
+                        ", ".join(sorted(self.blogs[blog] for blog in self._waiting)), self.LATE)
+
+    def heard(self, blog_id: str, token: bytes) -> bool:
+        """Whether this receipt completes a round."""
+        if token != self._token or blog_id not in self._waiting:
+            return False
+        self._waiting.discard(blog_id)
+        return not self._waiting
 
 
 class ClusterEngine(RedisEngine):
@@ -364,6 +416,7 @@ class ClusterEngine(RedisEngine):
         self._confirmed: dict[str, str] = {}  # primary name -> identity confirmed on it
         self._shard_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one check per shard at once
         self._suspect = False  # replaced by per-shard confirmation (_confirmed)
+        self._canaries = ShardCanaries()
 
     def _client(self, target: RedisTarget, socket_timeout: float) -> aioredis.Redis:
         return cast(aioredis.Redis, cluster_client(target.url, socket_timeout))
@@ -390,18 +443,28 @@ class ClusterEngine(RedisEngine):
                       self._url_for_logs(), exc)
         with contextlib.suppress(EngineUnavailable, *_TROUBLE):
             await self._check_identity()
-        self._spawn(self._watch_canary())
+        self._spawn(self._watch_canaries())
         self._spawn(self._check_identity_every_while())
 
-    async def _watch_canary(self) -> None:
+    async def _watch_canaries(self) -> None:
         delay = 0.05
         while True:
             try:
-                await self._fanout.watch(CANARY_BLOG)
+                await self._follow_canaries()
                 return
-            except EngineUnavailable:
+            except (EngineUnavailable, *_TROUBLE):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _follow_canaries(self) -> None:
+        """Watch one canary blog per primary of the current slot map; leave those whose slot moved away."""
+        wanted = ShardCanaries.wanted(self._cluster.nodes_manager.slots_cache)
+        for blog_id in set(self._canaries.blogs) - set(wanted):
+            del self._canaries.blogs[blog_id]
+            await self._fanout.unwatch(blog_id)
+        for blog_id in set(wanted) - set(self._canaries.blogs):
+            await self._fanout.watch(blog_id)
+            self._canaries.blogs[blog_id] = wanted[blog_id]
 
     async def close(self) -> None:
         await self._fanout.close()
@@ -437,25 +500,39 @@ class ClusterEngine(RedisEngine):
         await self._fanout.unwatch(blog_id)
 
     async def send_canary(self, token: bytes) -> None:
-        try:
-            await self._cluster.spublish(channel(CANARY_BLOG), b"- 0 " + token)
-        except _TROUBLE as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        self._canaries.sending(token)
+        sent = await asyncio.gather(*(self._cluster.spublish(channel(blog_id), b"- 0 " + token)
+                                      for blog_id in self._canaries.blogs), return_exceptions=True)
+        failed = next((result for result in sent if isinstance(result, BaseException)), None)
+        if isinstance(failed, _TROUBLE):
+            raise EngineUnavailable(str(failed)) from failed
+        if failed is not None:
+            raise failed
 
     def _on_message(self, channel_name: bytes, data: bytes) -> None:
         epoch, seq, event = data.split(b" ", 2)
-        if self._deliver is not None:
-            self._deliver(Frame(channel_name[4:-6].decode(), int(seq), event, epoch.decode()))
+        blog_id = channel_name[4:-6].decode()
+        if self._deliver is None:
+            return
+        if blog_id in self._canaries.blogs:
+            if self._canaries.heard(blog_id, event):
+                self._deliver(Frame(CANARY_BLOG, 0, event))
+            return
+        self._deliver(Frame(blog_id, int(seq), event, epoch.decode()))
 
-    def _healed(self) -> None:
+    def _healed(self, resubscribed: set[str]) -> None:
         self.reconnects += 1
-        self._spawn(self._after_heal())
+        self._spawn(self._after_heal(resubscribed - set(self._canaries.blogs)))
 
-    async def _after_heal(self) -> None:
+    async def _after_heal(self, resubscribed: set[str]) -> None:
+        """Re-check the shards' identities (a failover moves its blogs to a new epoch), follow the canaries
+        to the new slot map, and have the relay re-read the blogs whose subscription was interrupted."""
         with contextlib.suppress(EngineUnavailable, *_TROUBLE):
             await self.check_identity()
+        with contextlib.suppress(EngineUnavailable, *_TROUBLE):
+            await self._follow_canaries()  # on failure the fan-out heals again, and this runs again
         if self._resync is not None:
-            self._resync()
+            self._resync(resubscribed)
 
     # errors and identity, per shard
 

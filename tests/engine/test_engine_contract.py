@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -47,7 +47,7 @@ class Sink:
         self.frames.append(frame)
         self._changed.set()
 
-    def resync(self) -> None:
+    def resync(self, blogs: Collection[str] | None = None) -> None:
         self.resyncs += 1
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[Frame]:

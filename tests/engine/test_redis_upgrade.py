@@ -34,7 +34,7 @@ async def test_blogs_from_before_the_index_are_listed_and_their_history_is_count
     redis_process.flush()
     admin = aioredis.Redis(port=redis_process.port)
     old = RedisEngine(redis_process.url, Limits(history_bytes=1 << 30))
-    await old.start(lambda frame: None, lambda: None)
+    await old.start(lambda frame: None, lambda blogs=None: None)
     try:
         for blog_id in ("c", "a", "b"):
             await old.create_blog(blog(blog_id))
@@ -47,7 +47,7 @@ async def test_blogs_from_before_the_index_are_listed_and_their_history_is_count
     await admin.hdel("lp:{a}:meta", "history_bytes")
 
     engine = RedisEngine(redis_process.url, Limits(history_bytes=64 * 1024))
-    await engine.start(lambda frame: None, lambda: None)
+    await engine.start(lambda frame: None, lambda blogs=None: None)
     try:
         assert [b.id for b in (await engine.list_blogs(10)).blogs] == ["a", "b", "c"]
         assert [b.id for b in (await engine.list_blogs(10, order="updated")).blogs] == ["c", "b", "a"]

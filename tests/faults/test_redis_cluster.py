@@ -97,7 +97,7 @@ async def test_readers_on_every_node_see_every_blog_in_order(redis_cluster: Redi
         await everyone_saw(readers, 4)
         assert all(reader.seqs == [1, 2, 3, 4] for reader in readers)
         shards = engine_of(servers[0]).subscriptions()
-        assert len(shards) == 3 and sum(shards.values()) == 31  # 30 blogs and the canary, one connection per shard
+        assert len(shards) == 3 and sum(shards.values()) == 33  # 30 blogs and a canary per shard, a connection each
         metrics = (await servers[0].http.get("/metrics")).text
         for shard, count in shards.items():
             assert f'livepush_redis_subscriptions{{shard="{shard}"}} {float(count)}' in metrics
@@ -133,6 +133,52 @@ async def test_killed_pubsub_connections_are_resubscribed_and_healed(redis_clust
             assert engine_of(server).counters()["resubscribes"] >= 1
         for reader in readers:
             await reader.stop()
+
+
+async def test_one_shards_lost_subscription_rechecks_only_that_shards_blogs(redis_cluster: RedisCluster) -> None:
+    """`CLIENT KILL TYPE pubsub` on one primary: the node resubscribes there and re-reads from history only
+    the blogs of that shard (a Cluster of 5 000 blogs must not re-read all of them for one shard's blip)."""
+    blogs = spread_blogs(12)
+    async with nodes(redis_cluster, 1) as servers, httpx.AsyncClient(timeout=10) as client:
+        server = servers[0]
+        for blog_id in blogs:
+            await server.create_blog(blog_id)
+        readers = [reader for blog_id in blogs for reader in await start_readers([server.ws_base], blog_id, 1)]
+        victim = redis_cluster.owner(blog_slot(blogs[0]))
+        hit = [blog_id for blog_id in blogs if redis_cluster.owner(blog_slot(blog_id)) == victim]
+        assert 0 < len(hit) < len(blogs)
+        relay, engine = server.services.relay, engine_of(server)
+        before = relay.rechecks
+        cli(victim, "client", "kill", "type", "pubsub")
+        await wait_until(lambda: engine.counters()["resubscribes"] >= 1, 10, "the resubscription")
+        await wait_until(lambda: relay.rechecks > before, 10, "the re-reads")
+        assert relay.rechecks - before == len(hit)
+        await asyncio.gather(*(publish(client, server, blog_id, f"{blog_id}-after") for blog_id in blogs))
+        await everyone_saw(readers, 1)
+        metrics = (await server.http.get("/metrics")).text
+        assert f"livepush_relay_rechecks_total {float(relay.rechecks)}" in metrics
+        for reader in readers:
+            await reader.stop()
+
+
+async def test_a_deaf_shard_makes_the_process_deaf_whichever_shard_it_is(redis_cluster: RedisCluster) -> None:
+    """CLIENT PAUSE WRITE on one primary holds its SPUBLISHes while it still answers PING: the canary that
+    goes through that shard does not come back, so /readyz says 503 "deaf"; 200 again once it is unpaused.
+    The paused shard is not the one `lp:{~canary}` hashes to: a single canary would not notice."""
+    async with nodes(redis_cluster, 1, canary_timeout=2.5) as servers:
+        server = servers[0]
+        await ready(server)
+        single_canary = redis_cluster.owner(blog_slot("~canary"))
+        victim = next(port for port in redis_cluster.primaries() if port != single_canary)
+        cli(victim, "client", "pause", "6000", "write")
+        try:
+            async with asyncio.timeout(10):
+                while (answer := await server.http.get("/readyz")).status_code == 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)  # polling an HTTP endpoint
+            assert answer.json()["code"] == "deaf", answer.text
+        finally:
+            cli(victim, "client", "unpause")
+        await ready(server)
 
 
 def migrate_slot(cluster: RedisCluster, slot: int, target: int) -> None:
@@ -288,7 +334,7 @@ async def test_a_cluster_url_naming_a_plain_redis_fails_at_start(redis_process: 
     """REDIS_URL=redis+cluster://... pointing at a Redis without cluster mode: start fails, naming the setting."""
     engine = ClusterEngine(f"redis+cluster://127.0.0.1:{redis_process.port}")
     with pytest.raises(EngineUnavailable, match=r"REDIS_URL names a Redis Cluster, but 127\.0\.0\.1:\d+ is not one"):
-        await engine.start(lambda frame: None, lambda: None)
+        await engine.start(lambda frame: None, lambda blogs=None: None)
     await engine.close()
     with pytest.raises(ClusterUrlError, match=r"cluster node .127\.0\.0\.1:x. is not host:port"):
         ClusterEngine("redis+cluster://127.0.0.1:x")

@@ -33,7 +33,7 @@ def ignore(frame: Frame) -> None:
 async def test_the_canary_stops_every_time_on_redis(redis_process: RedisProcess) -> None:
     """With its interval at zero, a cancel often lands as a PUBLISH completes: it used to hang 2 times in 3."""
     engine = RedisEngine(redis_process.url)
-    await engine.start(ignore, lambda: None)
+    await engine.start(ignore, lambda blogs=None: None)
     try:
         for attempt in range(30):
             sent = 0

@@ -27,7 +27,7 @@ async def test_a_blog_that_keeps_changing_gives_the_older_state_and_no_cache() -
     engine = MemoryEngine()
     newsroom = Newsroom(engine)
     await newsroom.create_blog(BlogCreate(id="b1", title="Blog"))
-    await engine.start(lambda frame: None, lambda: None)
+    await engine.start(lambda frame: None, lambda blogs=None: None)
 
     async def racing_read() -> Page:
         page = await engine.list_posts("b1", 20, "oldest", None)
