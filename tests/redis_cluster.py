@@ -2,12 +2,14 @@
 
 Ports are picked at random below 55536 (the cluster bus listens on port + 10000) and checked free;
 the nodes are joined with `redis-cli --cluster create ... --cluster-replicas 1`. The fixture is
-session-scoped; `flush()` empties every primary between tests.
+session-scoped; `flush()` empties every primary between tests. `cluster(tls=True)` starts one whose
+clients and cluster bus speak TLS only (a throwaway CA made with openssl), as managed Clusters do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import shutil
 import socket
@@ -52,14 +54,42 @@ def cli(port: int, *args: str) -> str:
     return done.stdout
 
 
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """A TLS Cluster's client ports (one per node, beside the plain port the tests administer it on) and CA."""
+
+    ports: dict[int, int]
+    ca: Path
+
+
+def make_certificates(folder: Path) -> tuple[Path, list[str]]:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it; the CA's path and redis-server's TLS flags."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=livepush test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "node.crt", "-days", "2", "-extfile", "san.cnf")
+    return folder / "ca.crt", ["--tls-cert-file", str(folder / "node.crt"), "--tls-key-file", str(folder / "node.key"),
+                               "--tls-ca-cert-file", str(folder / "ca.crt"), "--tls-cluster", "yes",
+                               "--tls-replication", "yes", "--tls-auth-clients", "no"]
+
+
 class RedisCluster:
     """The nodes of a test Cluster and the operations fault tests need."""
 
-    def __init__(self, nodes: list[RedisProcess]) -> None:
+    def __init__(self, nodes: list[RedisProcess], tls: Tls | None = None) -> None:
         self.nodes = nodes
+        self.tls = tls
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            hosts = ",".join(f"127.0.0.1:{self.tls.ports[node.port]}" for node in self.nodes[:2])
+            return f"rediss+cluster://{hosts}?ssl_ca_certs={self.tls.ca}"
         return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:2])
 
     def node(self, port: int) -> RedisProcess:
@@ -118,21 +148,27 @@ class RedisCluster:
         raise RuntimeError("the cluster did not become healthy")
 
 
-def start_nodes(root: Path, attempts: int = 3) -> list[RedisProcess]:
-    """Six cluster-enabled redis-servers, on fresh ports again if another process took one meanwhile."""
+def start_nodes(root: Path, count: int = 6, tls: list[str] | None = None,
+                attempts: int = 3) -> tuple[list[RedisProcess], dict[int, int]]:
+    """*count* cluster-enabled redis-servers, on fresh ports again if another process took one meanwhile;
+    with *tls* (redis-server's TLS flags) each also listens for TLS on a port of its own: {port: TLS port}."""
     for attempt in range(attempts):
-        nodes = []
-        for port in cluster_ports(6):
+        nodes, tls_ports = [], {}
+        for port in cluster_ports(count):
             data_dir = root / f"{attempt}-{port}"
             data_dir.mkdir()
+            extra = []
+            if tls is not None:
+                tls_ports[port] = cluster_ports(1)[0]
+                extra = ["--tls-port", str(tls_ports[port]), *tls]
             nodes.append(RedisProcess(port, data_dir, [
                 "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--repl-diskless-sync-delay", "0",
-                "--cluster-replica-validity-factor", "0"]))
+                "--cluster-replica-validity-factor", "0", *extra]))
         try:
             for node in nodes:
                 node.start()
-            return nodes
+            return nodes, tls_ports
         except RuntimeError:
             for node in nodes:
                 node.stop(kill=True)
@@ -141,18 +177,26 @@ def start_nodes(root: Path, attempts: int = 3) -> list[RedisProcess]:
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
+@contextlib.contextmanager
+def cluster(replicas: int = 1, tls: bool = False) -> Iterator[RedisCluster]:
+    """3 primaries with *replicas* replicas each, joined and healthy; killed afterwards."""
     if shutil.which("redis-cli") is None:
         raise RuntimeError("redis-cli is not installed: run `bash scripts/test` or `apt-get install redis-tools`")
     with tempfile.TemporaryDirectory(prefix="livepush-cluster-") as root:
-        nodes = start_nodes(Path(root))
-        cluster = RedisCluster(nodes)
+        ca, flags = make_certificates(Path(root)) if tls else (None, None)
+        nodes, tls_ports = start_nodes(Path(root), 3 * (1 + replicas), flags)
+        found = RedisCluster(nodes, Tls(tls_ports, ca) if ca is not None else None)
         try:
             cli(nodes[0].port, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in nodes),
-                "--cluster-replicas", "1", "--cluster-yes")
-            cluster.wait_healthy()
-            yield cluster
+                "--cluster-replicas", str(replicas), "--cluster-yes")
+            found.wait_healthy()
+            yield found
         finally:
             for node in nodes:
                 node.stop(kill=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with cluster() as started:
+        yield started

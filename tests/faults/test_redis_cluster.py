@@ -23,7 +23,7 @@ from server.parsing import ClusterUrlError
 from server.settings import Settings, SettingsError
 from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, make_settings, wait_until
 from tests.faults.conftest import Scorer, start_readers
-from tests.redis_cluster import RedisCluster, cli
+from tests.redis_cluster import RedisCluster, cli, cluster
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -330,6 +330,27 @@ async def test_with_wait_replicas_a_killed_primary_loses_no_acknowledged_post(re
             await asyncio.to_thread(redis_cluster.wait_healthy)
 
 
+async def test_a_tls_cluster_carries_posts_to_readers_on_two_nodes() -> None:
+    """`rediss+cluster://…?ssl_ca_certs=`: a Cluster whose clients and bus speak TLS only. Scripts, the index,
+    the sharded subscriptions (one TLS connection per shard) and the canaries all go over TLS."""
+    with cluster(replicas=0, tls=True) as tls_cluster:
+        blogs = spread_blogs(6)
+        assert tls_cluster.url.startswith("rediss+cluster://")
+        async with nodes(tls_cluster, 2) as servers, httpx.AsyncClient(timeout=10) as client:
+            for blog_id in blogs:
+                await servers[0].create_blog(blog_id)
+            readers = [reader for server in servers for blog_id in blogs
+                       for reader in await start_readers([server.ws_base], blog_id, 1)]
+            await asyncio.gather(*(publish(client, servers[round_ % 2], blog_id, f"{blog_id}-{round_}")
+                                   for round_ in range(3) for blog_id in blogs))
+            await everyone_saw(readers, 3)
+            assert all(reader.seqs == [1, 2, 3] for reader in readers)
+            assert len(engine_of(servers[1]).subscriptions()) == 3
+            await ready(servers[1])
+            for reader in readers:
+                await reader.stop()
+
+
 async def test_a_cluster_url_naming_a_plain_redis_fails_at_start(redis_process: RedisProcess) -> None:
     """REDIS_URL=redis+cluster://... pointing at a Redis without cluster mode: start fails, naming the setting."""
     engine = ClusterEngine(f"redis+cluster://127.0.0.1:{redis_process.port}")
@@ -340,4 +361,9 @@ async def test_a_cluster_url_naming_a_plain_redis_fails_at_start(redis_process: 
         ClusterEngine("redis+cluster://127.0.0.1:x")
     for bad in ("redis+cluster://127.0.0.1:x", "redis+cluster://", "redis+cluster://h1:7000,,h2:7001"):
         with pytest.raises(SettingsError, match="REDIS_URL: cluster node"):
+            Settings.from_env({"REDIS_URL": bad})
+    for bad, says in (("redis+cluster://h1:7000?ssl_ca_certs=/ca.crt", "option 'ssl_ca_certs' needs TLS"),
+                      ("rediss+cluster://h1:7000?tls=1", "unknown option 'tls'"),
+                      ("rediss+cluster://h1:7000?ssl_cert_reqs=maybe", "option 'ssl_cert_reqs' must be one of")):
+        with pytest.raises(SettingsError, match=f"REDIS_URL: {says}"):
             Settings.from_env({"REDIS_URL": bad})
