@@ -110,10 +110,14 @@ def make_outbox(settings: Settings) -> Outbox:
 
 async def engine_problem(settings: Settings) -> str | None:
     """What stops the chosen engine from starting, in one line, checked by `serve` before uvicorn starts:
-    a Sentinel-named primary the Sentinels do not monitor. (Unreachable is no problem: the server starts
-    and answers 503 until its storage answers.)"""
+    a Sentinel-named primary the Sentinels do not monitor, a Cluster URL leading to a Redis without
+    cluster mode. (Unreachable is no problem: the server starts and answers 503 until its storage answers.)"""
     if not settings.redis_url:
         return None
+    if "+cluster://" in settings.redis_url:
+        from server.engine.redis_cluster import startup_problem as cluster_problem
+
+        return await cluster_problem(settings.redis_url)
     from server.engine.redis import startup_problem
 
     return await startup_problem(settings.redis_url)

@@ -89,6 +89,28 @@ def owner_of(cluster: RedisCluster, slot: int) -> ClusterNode:
         raise SlotNotCoveredError(f"slot {slot} is not covered by the cluster's slot map") from exc
 
 
+def not_a_cluster(nodes: str) -> str:
+    return (f"REDIS_URL names a Redis Cluster, but {nodes} is not one (cluster support disabled); "
+            "use redis:// for a single Redis")
+
+
+async def startup_problem(url: str) -> str | None:
+    """What `serve` must refuse before it starts: the first startup node that answers has no cluster mode.
+    None when one does, or none answers yet (the server then starts and answers 503 until one does)."""
+    nodes, options = parse_cluster_url(url)
+    for host, port in nodes:
+        client = aioredis.Redis(host=host, port=port, socket_connect_timeout=1.0, socket_timeout=2.0,
+                                retry=Retry(NoBackoff(), 0), driver_info=None, **options)
+        try:
+            info = await client.info("cluster")
+        except _TROUBLE:
+            continue
+        finally:
+            await client.aclose()
+        return None if info.get("cluster_enabled") else not_a_cluster(f"{host}:{port}")
+    return None
+
+
 def cluster_client(url: str, socket_timeout: float = 2.0) -> RedisCluster:
     """The client every Cluster engine and outbox uses: like make_client, no retries (a write script retried
     after a timeout could run twice); MOVED and ASK are still followed, and a shard that is down fails
@@ -437,8 +459,7 @@ class ClusterEngine(RedisEngine):
             await self._cluster.initialize()
         except _TROUBLE as exc:
             if "cluster mode is not enabled" in str(exc).lower():
-                raise EngineUnavailable(f"REDIS_URL names a Redis Cluster, but {self._url_for_logs()} is not one "
-                                        f"(cluster support disabled); use redis:// for a single Redis") from exc
+                raise EngineUnavailable(not_a_cluster(self._url_for_logs())) from exc
             log.error("redis cluster at %s unreachable at start (%s); retrying in the background",
                       self._url_for_logs(), exc)
         with contextlib.suppress(EngineUnavailable, *_TROUBLE):

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,8 +24,8 @@ from server.engine import EngineUnavailable
 from server.engine.redis_cluster import ClusterEngine, blog_slot
 from server.parsing import ClusterUrlError
 from server.settings import Settings, SettingsError
-from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, make_settings, wait_until
-from tests.faults.conftest import Scorer, start_readers
+from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, free_port, make_settings, wait_until
+from tests.faults.conftest import ROOT, Scorer, start_readers
 from tests.redis_cluster import RedisCluster, cli, cluster
 
 pytestmark = pytest.mark.redis
@@ -357,6 +360,12 @@ async def test_a_cluster_url_naming_a_plain_redis_fails_at_start(redis_process: 
     with pytest.raises(EngineUnavailable, match=r"REDIS_URL names a Redis Cluster, but 127\.0\.0\.1:\d+ is not one"):
         await engine.start(lambda frame: None, lambda blogs=None: None)
     await engine.close()
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
+           "REDIS_URL": f"redis+cluster://127.0.0.1:{redis_process.port}"}
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "server", "serve", "--port", str(free_port())],
+                                   env=env, cwd=ROOT, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr
+    assert done.stderr.decode().startswith("livepush: REDIS_URL names a Redis Cluster, but 127.0.0.1:"), done.stderr
     with pytest.raises(ClusterUrlError, match=r"cluster node .127\.0\.0\.1:x. is not host:port"):
         ClusterEngine("redis+cluster://127.0.0.1:x")
     for bad in ("redis+cluster://127.0.0.1:x", "redis+cluster://", "redis+cluster://h1:7000,,h2:7001"):
