@@ -34,6 +34,8 @@ ENGINE_COUNTERS = {
                            "Redis Cluster shard pub/sub connections lost, refused or redirected"),
     "index_failures": ("livepush_redis_index_failures",
                        "Redis Cluster writes stored whose blog-list update failed (listed late)"),
+    "redirects": ("livepush_redis_redirects",
+                  "MOVED, ASK and TRYAGAIN answers a Redis Cluster write with WAIT followed to the slot's owner"),
 }
 
 

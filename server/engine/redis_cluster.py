@@ -434,6 +434,7 @@ class ClusterEngine(RedisEngine):
         self._cluster = cast(RedisCluster, self._redis)
         self._fanout = ShardedFanout(self._cluster, self._options, self._on_message, self._healed)
         self.index_failures = 0  # acknowledged writes whose blog-list update failed
+        self.redirects = 0  # MOVED, ASK and TRYAGAIN answers the WAIT pipeline followed
         self._reserve = self._redis.register_script(_RESERVE)
         self._confirmed: dict[str, str] = {}  # primary name -> identity confirmed on it
         self._shard_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one check per shard at once
@@ -494,7 +495,7 @@ class ClusterEngine(RedisEngine):
     def counters(self) -> dict[str, int]:
         return {**super().counters(), "resubscribes": self._fanout.resubscribes,
                 "slot_moves": self._fanout.slot_moves, "subscriptions_lost": self._fanout.lost,
-                "index_failures": self.index_failures}
+                "index_failures": self.index_failures, "redirects": self.redirects}
 
     def subscriptions(self) -> dict[str, int]:
         return self._fanout.subscriptions()
@@ -654,6 +655,8 @@ class ClusterEngine(RedisEngine):
                 raise
             replies = [command.result for command in batch[1 if asking else 0:]]
             first, asking = replies[0], None
+            if isinstance(first, AskError | TryAgainError):
+                self.redirects += 1
             if isinstance(first, MovedError):
                 await self._cluster.nodes_manager.initialize()
             elif isinstance(first, AskError):

@@ -196,11 +196,52 @@ def migrate_slot(cluster: RedisCluster, slot: int, target: int) -> None:
         cli(port, "cluster", "setslot", str(slot), "node", ids[target])
 
 
-async def test_a_busy_blogs_slot_migrates_and_its_subscription_follows(redis_cluster: RedisCluster) -> None:
+async def test_writes_with_wait_follow_moved_and_ask_to_the_slots_new_owner(redis_cluster: RedisCluster) -> None:
+    """WAIT_REPLICAS=1 sends the script and WAIT to the slot's owner by the engine's own pipeline. A slot moved
+    behind the engine's back is answered MOVED: the write follows and lands. A slot caught mid-migration, its
+    keys already at the target, is answered ASK, and the target (after ASKING) TRYAGAIN: a script's keys that
+    do not exist yet (the idempotency key) count as split. The write is refused 503, nothing written, and its
+    keyed retry after the migration lands once."""
+    async with nodes(redis_cluster, 1, redis_wait_replicas=1) as servers:
+        server = servers[0]
+        await server.create_blog("m1")  # nobody reads it: no subscription whose trouble would refresh the slot map
+        slot = blog_slot("m1")
+        source = redis_cluster.owner(slot)
+        target = next(port for port in redis_cluster.primaries() if port != source)
+        await asyncio.to_thread(migrate_slot, redis_cluster, slot, target)
+        moved = await server.publish("m1", headline="after a move")
+        assert moved.status_code == 201, moved.text
+        assert engine_of(server).redirects == 1  # MOVED: the slot map re-read, the write sent to the new owner
+
+        ids = {int(row["port"]): row["id"] for row in redis_cluster.topology()}
+        cli(source, "cluster", "setslot", str(slot), "importing", ids[target])
+        cli(target, "cluster", "setslot", str(slot), "migrating", ids[source])
+        keys = cli(target, "cluster", "getkeysinslot", str(slot), "100").split()
+        cli(target, "migrate", "127.0.0.1", str(source), "", "0", "5000", "keys", *keys)
+        keyed = {"Idempotency-Key": "mid-migration"}
+        refused = await server.publish("m1", headline="mid-migration", headers=keyed)
+        assert (refused.status_code, refused.json()["code"]) == (503, "engine_unavailable"), refused.text
+        assert engine_of(server).redirects >= 3  # ASK, then TRYAGAIN at the target, until the attempts ran out
+        for port in (source, target, *(p for p in redis_cluster.primaries() if p not in (source, target))):
+            cli(port, "cluster", "setslot", str(slot), "node", ids[source])
+        retried = await server.publish("m1", headline="mid-migration", headers=keyed)
+        assert retried.status_code == 201, retried.text
+        blog = await server.blog("m1")
+        assert (blog["seq"], blog["post_count"]) == (2, 2)
+        assert cli(source, "hlen", "lp:{m1}:posts").strip() == "2"
+        metrics = (await server.http.get("/metrics")).text
+        assert f"livepush_redis_redirects_total {float(engine_of(server).redirects)}" in metrics
+
+
+@pytest.mark.parametrize("wait_replicas", [0, 1])
+async def test_a_busy_blogs_slot_migrates_and_its_subscription_follows(redis_cluster: RedisCluster,
+                                                                       wait_replicas: int) -> None:
     """The slot of a blog taking posts moves to another shard: readers miss nothing and the channel moves too.
     A third node that had not watched the blog yet still has the old slot map: its SSUBSCRIBE is answered
-    MOVED, and it follows."""
-    async with nodes(redis_cluster, 3) as servers, httpx.AsyncClient(timeout=10) as client:
+    MOVED, and it follows. With WAIT_REPLICAS=1 the writes go by the engine's own pipeline to the slot's
+    owner, which must follow MOVED, ASK and TRYAGAIN itself."""
+    async with nodes(redis_cluster, 3, redis_wait_replicas=wait_replicas) as servers, \
+            httpx.AsyncClient(timeout=10) as client:
         await servers[0].create_blog("busy")
         slot = blog_slot("busy")
         source = redis_cluster.owner(slot)
