@@ -2,7 +2,8 @@
 
 Ports are picked at random below 55536 (the cluster bus listens on port + 10000) and checked free;
 the nodes are joined with `redis-cli --cluster create ... --cluster-replicas 1`. The fixture is
-session-scoped; `flush()` empties every primary between tests.
+session-scoped; `flush()` empties every primary between tests. `running_cluster()` is the same
+Cluster for code that is not a test (bench.cluster, bench.latency).
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ def start_nodes(root: Path, attempts: int = 3) -> list[RedisProcess]:
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
+@contextlib.contextmanager
+def running_cluster() -> Iterator[RedisCluster]:
+    """A healthy 3 + 3 Cluster in a temporary directory, every node killed on exit (tests and bench.cluster)."""
     if shutil.which("redis-cli") is None:
         raise RuntimeError("redis-cli is not installed: run `bash scripts/test` or `apt-get install redis-tools`")
     with tempfile.TemporaryDirectory(prefix="livepush-cluster-") as root:
@@ -156,3 +158,9 @@ def redis_cluster() -> Iterator[RedisCluster]:
         finally:
             for node in nodes:
                 node.stop(kill=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with running_cluster() as cluster:
+        yield cluster
