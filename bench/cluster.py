@@ -1,22 +1,23 @@
 """Three livepush nodes on one Redis Cluster, and the same three on one Redis, under `livepush loadtest` (loopback).
 
     .venv/bin/python -m bench.cluster [--readers 3000] [--rate 5] [--duration 30] [--churn 0.05]
+                                      [--stores cluster,redis|redis,cluster] [--out FILE]
 
 For each store, in one run: a private 3 primaries + 3 replicas Cluster (tests/redis_cluster.py),
-then a private redis-server (no persistence, never the machine's 6379); on it three
-`python -m server serve` processes of this checkout (REDIS_URL=redis+cluster://... or
-redis://...). Three blogs, chosen so that each lives on a different Cluster primary (the same ids
-on the single Redis), and one `livepush loadtest` per blog, all three at once: the tool takes one
-blog per run, and one run per blog is what puts every shard to work at the same time. Each run
-spreads its readers over the three nodes (`--url` three times, rotated so each blog is created on
-a different node), churning readers resume at the next node, and its writes rotate over the
-nodes, so every reader is held to exactly once across nodes.
+then a private redis-server (no persistence, never the machine's 6379), or the other way round
+(`--stores`); on it three `python -m server serve` processes of this checkout
+(REDIS_URL=redis+cluster://... or redis://...). Three blogs, chosen so that each lives on a
+different Cluster primary (the same ids on the single Redis), and one `livepush loadtest` per
+blog, all three at once: the tool takes one blog per run, and one run per blog is what puts every
+shard to work at the same time. Each run spreads its readers over the three nodes (`--url` three
+times, rotated so each blog is created on a different node), churning readers resume at the next
+node, and its writes rotate over the nodes, so every reader is held to exactly once across nodes.
 
 Prints a table (readers, deliveries/s, publish → receive p50/p99 per blog, gaps, duplicates,
-lost, resumes, server and Redis CPU) and writes bench/results/cluster-<date>.json. Nothing is
-pinned: on a 2-core machine the nodes, the Redis processes and the tool share both cores, so
-read the figures as the cost of the path, not as capacity. Every process is stopped by its own
-id at exit.
+lost, resumes, each node's CPU as a share of one core over the run, the nodes' CPU per delivery,
+Redis CPU) and writes bench/results/cluster-<date>.json (or --out). Nothing is pinned: on a
+2-core machine the nodes, the Redis processes and the tool share both cores, so read the figures
+as the cost of the path, not as capacity. Every process is stopped by its own id at exit.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ from bench.procs import (
     start_server,
 )
 from server.engine.redis_cluster import blog_slot
-from tests.redis_cluster import RedisCluster, running_cluster
+from tests.redis_cluster import running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 NODES = 3
 BLOGS = 3
+SLOTS = 16384
 TOOL_GRACE = 60.0  # seconds past ramp + duration + drain before a tool run is given up
 
 
@@ -68,15 +70,35 @@ class Store:
     pids: list[int]
 
 
-def shard_blogs(cluster: RedisCluster) -> list[str]:
-    """One blog id per primary: lt-0, lt-1, ... taken in order, each kept if its slot's owner has none yet."""
+def shard_blogs() -> list[str]:
+    """One blog id per primary of a fresh 3-primary Cluster: `redis-cli --cluster create` gives each a third of
+    the slots, in order, so lt-0, lt-1, ... are taken until each third has one (checked once the Cluster is up)."""
     chosen: dict[int, str] = {}
     for number in range(1000):
         blog = f"lt-{number}"
-        chosen.setdefault(cluster.owner(blog_slot(blog)), blog)
+        chosen.setdefault(blog_slot(blog) * BLOGS // SLOTS, blog)
         if len(chosen) == BLOGS:
             break
-    return [chosen[port] for port in sorted(chosen)]
+    return [chosen[third] for third in sorted(chosen)]
+
+
+@contextlib.contextmanager
+def cluster_store(blogs: list[str]) -> Iterator[Store]:
+    with running_cluster() as cluster:
+        owners = sorted({cluster.owner(blog_slot(blog)) for blog in blogs})
+        if len(owners) != BLOGS:
+            raise RuntimeError(f"blogs {blogs} are not on {BLOGS} different primaries: {owners}")
+        yield Store("redis-cluster (3+3)", cluster.url,
+                    [node.process.pid for node in cluster.nodes if node.process is not None])
+
+
+@contextlib.contextmanager
+def single_store(processes: Processes, logs: Path) -> Iterator[Store]:
+    redis = Redis(processes, None, logs)
+    try:
+        yield Store("redis (one)", redis.url + "/0", [redis.process.pid])
+    finally:
+        redis.close()
 
 
 def start_nodes(processes: Processes, store: Store, logs: Path) -> list[Running]:
@@ -138,9 +160,9 @@ async def measure(processes: Processes, store: Store, blogs: list[str], args: ar
             run_tool(bases[i:] + bases[:i], blog, args, logs / f"{store.label}-{blog}.json")
             for i, blog in enumerate(blogs)))
         wall = time.monotonic() - before[2]
-        return {"store": store.label, "wall": round(wall, 1),
-                "node_cpu_percent": [round(100 * (cpu_seconds(pids) - start) / wall, 1)
-                                     for pids, start in zip(node_pids, before[0], strict=True)],
+        node_cpu = [cpu_seconds(pids) - start for pids, start in zip(node_pids, before[0], strict=True)]
+        return {"store": store.label, "wall": round(wall, 1), "node_cpu_seconds": [round(c, 2) for c in node_cpu],
+                "node_cpu_percent": [round(100 * cpu / wall, 1) for cpu in node_cpu],
                 "redis_cpu_percent": round(100 * (cpu_seconds(store.pids) - before[1]) / wall, 1),
                 "blogs": {blog: kept(run) for blog, run in zip(blogs, runs, strict=True)}}
     finally:
@@ -151,8 +173,8 @@ async def measure(processes: Processes, store: Store, blogs: list[str], args: ar
 def table(results: list[dict[str, Any]]) -> list[str]:
     """The Markdown rows of docs/BENCHMARKS.md's "Three nodes on a Redis Cluster"."""
     lines = ["| store | readers (per node) | deliveries/s | publish → receive p50 / p99 per blog | "
-             "lost / dup / reordered / gaps | resumes | node CPU | Redis CPU |",
-             "| --- | ---: | ---: | --- | --- | ---: | --- | ---: |"]
+             "lost / dup / reordered / gaps | resumes | node CPU | node CPU per delivery | Redis CPU |",
+             "| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |"]
     for result in results:
         runs = list(result["blogs"].values())
         per_node = [sum(run["nodes"][(i - j) % NODES]["readers"] for j, run in enumerate(runs)) for i in range(NODES)]
@@ -163,7 +185,9 @@ def table(results: list[dict[str, Any]]) -> list[str]:
             f"| {result['store']} | {sum(run['started'] for run in runs):,} ({' / '.join(map(str, per_node))}) | "
             f"{sum(run['deliveries_per_second'] for run in runs):,.0f} | {latency} | "
             f"{' / '.join(map(str, checks))} | {resumes:,} | "
-            f"{' / '.join(f'{cpu:.0f}%' for cpu in result['node_cpu_percent'])} | {result['redis_cpu_percent']:.0f}% |")
+            f"{' / '.join(f'{cpu:.0f}%' for cpu in result['node_cpu_percent'])} | "
+            f"{1e6 * sum(result['node_cpu_seconds']) / sum(run['counts']['deliveries'] for run in runs):.1f} µs | "
+            f"{result['redis_cpu_percent']:.0f}% |")
     return lines
 
 
@@ -189,6 +213,9 @@ async def main() -> None:
     parser.add_argument("--drain", type=float, default=15.0)
     parser.add_argument("--churn", type=float, default=0.05)
     parser.add_argument("--churn-every", type=float, default=5.0)
+    parser.add_argument("--stores", choices=("cluster,redis", "redis,cluster"), default="cluster,redis",
+                        help="which store runs first (to see how much the order, i.e. the machine's drift, weighs)")
+    parser.add_argument("--out", type=Path, help="the JSON results (default bench/results/cluster-<date>.json)")
     args = parser.parse_args()
     raise_nofile()
     started = datetime.now(UTC)
@@ -197,34 +224,27 @@ async def main() -> None:
     processes = Processes()
     results: list[dict[str, Any]] = []
     load = [load_average()]
-    print(f"{args.readers} readers over {NODES} nodes, {BLOGS} blogs at {args.rate:g} posts/s each for "
-          f"{args.duration:g} s, churn {args.churn:.0%}; load average {load[0]}", flush=True)
+    blogs = shard_blogs()
+    print(f"{args.readers} readers over {NODES} nodes, blogs {', '.join(blogs)} (one per Cluster primary) at "
+          f"{args.rate:g} posts/s each for {args.duration:g} s, churn {args.churn:.0%}; load average {load[0]}",
+          flush=True)
     try:
-        with running_cluster() as cluster:
-            blogs = shard_blogs(cluster)
-            pids = [node.process.pid for node in cluster.nodes if node.process is not None]
-            print(f"  redis-cluster (3+3): blogs {', '.join(blogs)} on primaries {cluster.primaries()}", flush=True)
-            results.append(await measure(processes, Store("redis-cluster (3+3)", cluster.url, pids), blogs, args,
-                                         logs))
-        load.append(load_average())
-        redis = Redis(processes, None, logs)
-        try:
-            print("  redis (one, no persistence)", flush=True)
-            results.append(await measure(processes, Store("redis (one)", redis.url + "/0", [redis.process.pid]),
-                                         blogs, args, logs))
-        finally:
-            redis.close()
-        load.append(load_average())
+        for kind in args.stores.split(","):
+            store_context = cluster_store(blogs) if kind == "cluster" else single_store(processes, logs)
+            with store_context as store:
+                print(f"  {store.label}", flush=True)
+                results.append(await measure(processes, store, blogs, args, logs))
+            load.append(load_average())
     finally:
         processes.stop_all()
     rows = table(results)
     print("\n".join(rows))
-    print(f"load average (1, 5, 15 min) at start, between, end: {load}")
-    out = RESULTS / f"cluster-{started:%Y-%m-%d}.json"
-    out.write_bytes(orjson.dumps({"started_at": started.isoformat(timespec="seconds"), "args": vars(args),
-                                  "cpus": os.cpu_count(), "load_average": load, "results": results,
-                                  "table": rows}, option=orjson.OPT_INDENT_2))
-    print(f"written {out.relative_to(ROOT)} (full tool summaries and node logs: {logs.relative_to(ROOT)})")
+    print(f"load average (1, 5, 15 min) at start and after each store: {load}")
+    out = args.out or RESULTS / f"cluster-{started:%Y-%m-%d}.json"
+    out.write_bytes(orjson.dumps({"started_at": started.isoformat(timespec="seconds"), "args": vars(args) | {
+        "out": str(out)}, "cpus": os.cpu_count(), "load_average": load, "results": results, "table": rows},
+                                 option=orjson.OPT_INDENT_2))
+    print(f"written {out} (full tool summaries and node logs: {logs.relative_to(ROOT)})")
 
 
 if __name__ == "__main__":
