@@ -7,8 +7,10 @@ redis-server on a free port, with the persistence named). One WebSocket reader i
 posts are published one at a time and the time from sending the POST to the reader receiving
 the event is recorded. For Redis it also counts the commands Redis executed per publish
 (INFO commandstats, scripts' inner commands included) and the round trips (EVALSHA calls).
-The last rows add one replica: without WAIT, with LIVEPUSH_REDIS_WAIT_REPLICAS=1, and the same
-behind a Sentinel (REDIS_URL=redis+sentinel://).
+The next rows add one replica: without WAIT, with LIVEPUSH_REDIS_WAIT_REPLICAS=1, and the same
+behind a Sentinel (REDIS_URL=redis+sentinel://). The last two run on a private Redis Cluster of
+3 primaries + 3 replicas (tests/redis_cluster.py, REDIS_URL=redis+cluster://), without WAIT and
+with LIVEPUSH_REDIS_WAIT_REPLICAS=1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import httpx
 import orjson
 import redis
 from websockets.asyncio.client import connect
+
+import tests.conftest  # noqa: F401 (first: tests.redis_cluster and tests.conftest import each other)
+from tests.redis_cluster import running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-admin-token-0123456789"
@@ -197,6 +202,13 @@ async def main() -> None:
         async with replicated(behind_sentinel) as url, \
                 node(url, LIVEPUSH_REDIS_WAIT_REPLICAS=str(wait)) as base:
             print(f"  {label:<28} {summary(await measure(base, args.posts))}")
+    for label, wait in [("redis-cluster (3+3), no WAIT", 0), ("redis-cluster (3+3), WAIT 1", 1)]:
+        with running_cluster() as cluster:
+            async with node(cluster.url, LIVEPUSH_REDIS_WAIT_REPLICAS=str(wait)) as base:
+                latencies = await measure(base, args.posts)
+                # WAIT runs on the primary owning the blog's slot: the count shows the setting took effect.
+                waits = sum(redis_counts(f"redis://127.0.0.1:{port}").get("wait", 0) for port in cluster.primaries())
+                print(f"  {label:<28} {summary(latencies)}   {waits / (args.posts + 20):.1f} WAIT per publish")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Ports are picked at random below 55536 (the cluster bus listens on port + 10000) and checked free;
 the nodes are joined with `redis-cli --cluster create ... --cluster-replicas 1`. The fixture is
-session-scoped; `flush()` empties every primary between tests. `cluster(tls=True)` starts one whose
-clients and cluster bus speak TLS only (a throwaway CA made with openssl), as managed Clusters do.
+session-scoped; `flush()` empties every primary between tests. `running_cluster()` starts the same
+Cluster for a test of its own or for code that is not a test (bench.cluster, bench.latency);
+`running_cluster(tls=True)` one whose clients and cluster bus speak TLS only (a throwaway CA made
+with openssl), as managed Clusters do.
 """
 
 from __future__ import annotations
@@ -178,8 +180,9 @@ def start_nodes(root: Path, count: int = 6, tls: list[str] | None = None,
 
 
 @contextlib.contextmanager
-def cluster(replicas: int = 1, tls: bool = False) -> Iterator[RedisCluster]:
-    """3 primaries with *replicas* replicas each, joined and healthy; killed afterwards."""
+def running_cluster(replicas: int = 1, tls: bool = False) -> Iterator[RedisCluster]:
+    """3 primaries with *replicas* replicas each, joined and healthy, in a temporary directory; every node
+    killed on exit."""
     if shutil.which("redis-cli") is None:
         raise RuntimeError("redis-cli is not installed: run `bash scripts/test` or `apt-get install redis-tools`")
     with tempfile.TemporaryDirectory(prefix="livepush-cluster-") as root:
@@ -198,5 +201,5 @@ def cluster(replicas: int = 1, tls: bool = False) -> Iterator[RedisCluster]:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
-    with cluster() as started:
+    with running_cluster() as started:
         yield started

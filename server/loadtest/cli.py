@@ -48,7 +48,10 @@ def build_parser(prog: str = "livepush loadtest") -> argparse.ArgumentParser:
         "publish-to-receive latency and check every reader's sequence for gaps, duplicates and reordering.",
         formatter_class=_HelpFormatter)
     target = parser.add_argument_group("target")
-    target.add_argument("--url", default=d.url, help="the server's base URL (http or https)")
+    target.add_argument("--url", action="append", dest="urls", metavar="URL",
+                        help=f"the server's base URL (http or https; default {d.url}); repeat it for several nodes of "
+                             "one deployment: readers are spread over them round-robin and resume at the next one, "
+                             "writes rotate over them")
     target.add_argument("--blog", default=d.blog, help="blog id the readers watch and the publisher posts to")
     target.add_argument("--server", choices=("livepush", "nchan"), default=d.server,
                         help="what the target is: livepush, or Nginx + Nchan as a reference (bench/references.py: "
@@ -121,11 +124,12 @@ def build_parser(prog: str = "livepush loadtest") -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> LoadConfig:
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
+    url, *more_urls = args.urls or [LoadConfig().url]
     return LoadConfig(
-        url=args.url, blog=args.blog, readers=args.readers, transport=args.transport, duration=args.duration,
-        ramp=args.ramp, publish_rate=args.publish_rate, token=token, create_blog=args.create_blog,
-        post_bytes=args.post_bytes, edit_share=args.edit_share, keep_posts=args.keep_posts, churn=args.churn,
-        churn_every=args.churn_every, churn_pause=args.churn_pause,
+        url=url, more_urls=tuple(more_urls), blog=args.blog, readers=args.readers, transport=args.transport,
+        duration=args.duration, ramp=args.ramp, publish_rate=args.publish_rate, token=token,
+        create_blog=args.create_blog, post_bytes=args.post_bytes, edit_share=args.edit_share,
+        keep_posts=args.keep_posts, churn=args.churn, churn_every=args.churn_every, churn_pause=args.churn_pause,
         slow=args.slow, slow_every=args.slow_every, slow_pause=args.slow_pause, sample=args.sample,
         processes=args.processes,
         drain=args.drain, connect_timeout=args.connect_timeout, seed=args.seed, allow_remote=args.allow_remote,

@@ -2,6 +2,9 @@
 
 Built once at the edge (the command line) and handed, without the publisher's token, to every
 worker process, so nothing else parses options or reads the environment.
+
+A run may target several nodes of one deployment (`--url` repeated): `url` is the first and
+`more_urls` the rest, so a one-node configuration (and its JSON) is what it always was.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class LoadConfig:
     """Every option of a run, with the defaults the command line documents."""
 
     url: str = "http://127.0.0.1:8000"
+    more_urls: tuple[str, ...] = ()
     blog: str = "loadtest"
     readers: int = 100
     transport: Transport = "ws"
@@ -115,6 +119,16 @@ class LoadConfig:
         return Target.parse(self.url)
 
     @property
+    def urls(self) -> tuple[str, ...]:
+        """Every node's base URL, the first being `url`."""
+        return (self.url, *self.more_urls)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every node, in `--url` order: reader i starts on node i mod N, write n goes to node n mod N."""
+        return tuple(Target.parse(url) for url in self.urls)
+
+    @property
     def publishing(self) -> bool:
         return self.publish_rate > 0
 
@@ -140,14 +154,16 @@ class LoadConfig:
 
     def public(self) -> dict[str, object]:
         """The options as JSON-ready values, the token left out."""
-        values = {name: getattr(self, name) for name in self.__slots__ if name != "token"}
+        values = {name: getattr(self, name) for name in self.__slots__ if name not in ("token", "more_urls")}
+        if self.more_urls:
+            values["urls"] = list(self.urls)
         values["processes"] = self.worker_count()
         values["publishing_token"] = self.token is not None
         return values
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad option; also refuse remote targets unless allowed."""
-        target = self.target
+        targets = self.targets
         checks: list[tuple[bool, str]] = [
             (BLOG_ID.fullmatch(self.blog) is not None, "--blog: a slug like my-blog-2024 (a-z, 0-9, -)"),
             (self.readers >= 0, "--readers: must be >= 0"),
@@ -173,6 +189,9 @@ class LoadConfig:
             (not self.nchan or (self.transport == "ws" and not self.churn and not self.slow and not self.edit_share
                                 and not self.keep_posts and not self.create_blog),
              "--server nchan: WebSocket readers without --churn, --slow, --edit-share, --keep-posts, --create-blog"),
+            # The tool numbers Nchan's writes itself, in order on one connection: one node only.
+            (not self.nchan or not self.more_urls, "--server nchan: one --url"),
+            (len(set(self.urls)) == len(self.urls), "--url: each node once"),
             (not self.create_blog or bool(self.token), "--create-blog needs --token (or LIVEPUSH_TOKEN)"),
             (self.arrivals >= 0, "--arrivals: must be >= 0"),
             (self.arrival_shape in SHAPES, "--arrival-shape: flat, ramp or spike"),
@@ -184,6 +203,7 @@ class LoadConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if not self.allow_remote and not target.is_loopback():
-            raise ConfigError(f"--url: {target.host} is not a loopback address; load-test only servers you run, "
-                              "and pass --allow-remote to confirm")
+        for target in targets:
+            if not self.allow_remote and not target.is_loopback():
+                raise ConfigError(f"--url: {target.host} is not a loopback address; load-test only servers you run, "
+                                  "and pass --allow-remote to confirm")

@@ -80,7 +80,11 @@ def summary_table(summary: Summary) -> Group:
     head = Table(title="livepush loadtest", show_header=False, box=None, title_justify="left")
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("target", f"{config['url']}  blog {config['blog']}  ({config['transport']})")
+    target = config['url'] if summary.nodes is None else f"{len(summary.nodes)} nodes"
+    head.add_row("target", f"{target}  blog {config['blog']}  ({config['transport']})")
+    for node in summary.nodes or ():
+        head.add_row("node", f"{node.url}: {node.readers:,} readers served first here, {node.connects:,} "
+                             f"connections ({node.resumes:,} resumes), {node.writes:,} writes acknowledged")
     served = "" if summary.all_served_after is None else f" (all within {summary.all_served_after:.2f} s)"
     head.add_row("readers", f"{summary.readers:,} requested, {summary.started:,} served{served}, peak "
                             f"{summary.peak_connected:,} connected at once, {summary.checks.steady_readers:,} steady; "
@@ -162,4 +166,7 @@ def one_line(summary: Summary) -> str:
             f"reordered {summary.checks.reordered}, gaps {summary.checks.gaps}"
             + ("" if summary.arrivals is None else
                f"; arrivals {summary.arrivals.opened}/{summary.arrivals.scheduled}, "
-               f"TTI p50 {ms(summary.arrivals.time_to_interactive.p50)}, missed {summary.arrivals.missed}"))
+               f"TTI p50 {ms(summary.arrivals.time_to_interactive.p50)}, missed {summary.arrivals.missed}")
+            + ("" if summary.nodes is None else
+               "; readers per node " + "/".join(str(node.readers) for node in summary.nodes)
+               + ", resumes per node " + "/".join(str(node.resumes) for node in summary.nodes)))

@@ -80,6 +80,15 @@ class SteadyReader:
 
 
 @dataclass(slots=True)
+class NodeTally:
+    """One node's share of a worker's readers: served there first, connections opened there, resumes among them."""
+
+    readers: int = 0
+    connects: int = 0
+    resumes: int = 0
+
+
+@dataclass(slots=True)
 class WorkerResult:
     """A worker's final word: totals, its steady readers, its CPU, a few error samples, and connect times:
     the handshake histogram (encoded) and when its last reader got its first message."""
@@ -98,6 +107,7 @@ class WorkerResult:
     arrivals: list[SteadyReader] = field(default_factory=list)
     page: str | None = None
     tti: str | None = None
+    nodes: list[NodeTally] = field(default_factory=list)
 
 
 Command = Start | Publish | Drain | Stop

@@ -10,6 +10,10 @@ slots PATCH one of the run's newest posts (state-only traffic: `post.updated`), 
 `--keep-posts K` a slot that finds more than K of the run's posts alive DELETEs the oldest
 (`post.deleted`), so a long run keeps the blog, and the server's memory, bounded. Every
 acknowledged write has a seq, and the readers are held to all of them alike.
+
+With several nodes (`--url` repeated), write n goes to node n mod N, so every node takes writes
+and the readers, spread over the nodes too, must get each of them exactly once wherever it was
+accepted. The blog is read (or created) on the first node.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Post:
     status: int = 0
     seq: int | None = None
     kind: str = CREATE
+    node: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +80,12 @@ class Publisher:
         # Nchan: one connection and one write at a time, so writes reach it in the order the tool numbered them.
         connections = 1 if config.nchan else MAX_CONNECTIONS
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        target = config.target
         # A proxy from the environment has no business between the tool and a server on this machine.
-        self._client = httpx.AsyncClient(base_url=target.http_base, headers=headers, limits=limits,
-                                         timeout=httpx.Timeout(30.0, connect=10.0), trust_env=not target.is_loopback())
+        self._clients = [httpx.AsyncClient(base_url=target.http_base, headers=headers, limits=limits,
+                                           timeout=httpx.Timeout(30.0, connect=10.0),
+                                           trust_env=not target.is_loopback())
+                         for target in config.targets]
+        self._client = self._clients[0]
         self._blog_path = f"/api/blogs/{quote(config.blog, safe='')}"
         self._nchan_path = f"/pub/{quote(config.blog, safe='')}"
         self._padding = (FILLER * (config.post_bytes // len(FILLER) + 1))[:config.post_bytes]
@@ -158,7 +165,8 @@ class Publisher:
         return max(seqs) if seqs else None
 
     async def close(self) -> None:
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     def _next_write(self) -> tuple[str, str | None]:
         """What slot's write is: delete the oldest post past --keep-posts, else maybe edit a new one, else create."""
@@ -172,7 +180,9 @@ class Publisher:
 
     async def _write(self, number: int, kind: str, post_id: str | None) -> None:
         sent_ns = time.time_ns()
-        post = Post(number, sent_ns, kind=kind)
+        node = number % len(self._clients)
+        client = self._clients[node]
+        post = Post(number, sent_ns, kind=kind, node=node)
         nchan_seq = 0
         self.posts.append(post)
         if self.config.nchan:
@@ -181,7 +191,7 @@ class Publisher:
             event = {"type": "post.created", "blog": self.config.blog, "seq": nchan_seq,
                      "post": {"id": f"lt-{number}", "headline": f"Load test post {number}",
                               "byline": stamp.make(self.run_id, number, sent_ns), "body": f"<p>{self._padding}</p>"}}
-            request = self._client.build_request("POST", self._nchan_path, content=orjson.dumps(event),
+            request = client.build_request("POST", self._nchan_path, content=orjson.dumps(event),
                                                  headers={"Content-Type": "application/json"})
             expected = 0
         elif kind == CREATE:
@@ -189,22 +199,22 @@ class Publisher:
                                  "byline": stamp.make(self.run_id, number, sent_ns),
                                  "body": f"<p>{self._padding}</p>"})
             headers = {"Content-Type": "application/json", "Idempotency-Key": f"loadtest-{self.run_id}-{number}"}
-            request = self._client.build_request("POST", f"{self._blog_path}/posts", content=body, headers=headers)
+            request = client.build_request("POST", f"{self._blog_path}/posts", content=body, headers=headers)
             expected = 201
         elif kind == EDIT:
             body = orjson.dumps({"body": f"<p>Edited by write {number}. {self._padding}</p>"})
-            request = self._client.build_request("PATCH", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}",
+            request = client.build_request("PATCH", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}",
                                                  content=body, headers={"Content-Type": "application/json"})
             expected = 200
         else:
-            request = self._client.build_request("DELETE", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}")
+            request = client.build_request("DELETE", f"{self._blog_path}/posts/{quote(post_id or '', safe='')}")
             expected = 200
         try:
             if self.config.nchan:
                 async with self._in_order:  # a FIFO lock: Nchan gets the writes in the order they were numbered
-                    response = await self._client.send(request)
+                    response = await client.send(request)
             else:
-                response = await self._client.send(request)
+                response = await client.send(request)
         except httpx.HTTPError as exc:
             self.statuses[0] += 1
             self._note(f"{kind} {number}: {exc!r}")

@@ -89,6 +89,7 @@ class SimReader:
         "fatal",
         "host",
         "index",
+        "node",
         "paused",
         "received",
         "resumed_after",
@@ -117,6 +118,7 @@ class SimReader:
         self.failures = 0
         self.connect_ns = 0
         self.connections = 0
+        self.node = 0  # the node (index into --url) of the current or last connection; the host sets it
         self.resumed_after: int | None = None
         self.received = 0
         self._first_pending = False
@@ -189,6 +191,10 @@ class SimReader:
         stats.connects += 1
         stats.connected += 1
         stats.record_handshake(self.connect_ns, time.time_ns())
+        tally = stats.nodes[self.node]
+        tally.connects += 1
+        if self.resumed_after is not None:
+            tally.resumes += 1
         self.state = State.OPEN
         self.failures = 0
         self._first_pending = True
@@ -315,6 +321,7 @@ class SimReader:
             # Served: the first snapshot of the reader's first connection.
             self.served = True
             stats.started += 1
+            stats.nodes[self.node].readers += 1
             stats.last_served_ns = max(stats.last_served_ns, time.time_ns())
         if not self._first_pending:
             stats.error("protocol_errors", f"reader {self.index}: a snapshot in the middle of a stream")

@@ -39,7 +39,7 @@ def render_report(summary: Summary) -> str:
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>livepush loadtest</h1><div class='muted'>{escape(config['url'])} · blog "
+        f"<h1>livepush loadtest</h1><div class='muted'>{escape(', '.join(config.get('urls', [config['url']])))} · blog "
         f"<code>{escape(config['blog'])}</code> · started {escape(summary.started_at)} · "
         f"{summary.wall_seconds:.1f} s</div>",
         verdict, warnings, _cards(summary),

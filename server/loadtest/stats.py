@@ -13,7 +13,7 @@ import resource
 
 from hdrh.histogram import HdrHistogram
 
-from server.loadtest.messages import Tick
+from server.loadtest.messages import NodeTally, Tick
 
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
@@ -49,7 +49,7 @@ def cpu_seconds() -> tuple[float, float]:
 class WorkerStats:
     """A worker's counters and this tick's latencies and per-post figures."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodes: int = 1) -> None:
         self.connected = 0
         self.deliveries = 0
         self.live = 0
@@ -99,6 +99,7 @@ class WorkerStats:
         self.latency = new_histogram()
         self.posts: dict[int, list[int]] = {}
         self.error_samples: list[str] = []
+        self.nodes = [NodeTally() for _ in range(nodes)]
         self._sent = dict.fromkeys(COUNTERS, 0)
 
     def record_live(self, seq: int, latency_us: int) -> None:

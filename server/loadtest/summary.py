@@ -6,6 +6,10 @@ must have arrived (for a counting reader, outside `--sample`, its message count 
 last seq; beyond it is `count_excess`). A gap in the middle stays a hole; a reader that stopped short is missing
 everything after its last seq. Duplicates, reorders and gaps come from every reader, steady or
 not, including across resumes.
+
+With several nodes (`--url` repeated) the same checks hold across them (a reader's resumes land
+on the next node, and writes rotate over the nodes); `nodes` says how the readers, connections,
+resumes and acknowledged writes fell on each.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from server.loadtest.aggregate import Aggregate
 from server.loadtest.arrivals import arrival_times
 from server.loadtest.config import LoadConfig
 from server.loadtest.messages import SteadyReader, WorkerResult
-from server.loadtest.publisher import BlogState, Publisher
+from server.loadtest.publisher import BlogState, Post, Publisher
 from server.loadtest.stats import COUNTERS, ERROR_COUNTERS, new_histogram
 
 SATURATED_PERCENT = 90.0
@@ -187,6 +191,18 @@ class ArrivalFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """One node of a several-node run: readers served there first, connections and resumes opened there,
+    and the writes it acknowledged."""
+
+    url: str
+    readers: int
+    connects: int
+    resumes: int
+    writes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """Everything a report shows about one run."""
 
@@ -222,6 +238,7 @@ class Summary:
     warnings: list[str]
     t0: float = 0.0  # second 0 of the run as Unix time, so series and posts can be lined up with other clocks
     arrivals: ArrivalFigures | None = None
+    nodes: list[NodeFigures] | None = None  # None with one --url: a one-node report is what it always was
 
     @property
     def healthy(self) -> bool:
@@ -229,6 +246,8 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        if self.nodes is None:
+            del data["nodes"]
         data["healthy"] = self.healthy
         data["cpu"].update(total=round(self.cpu.total, 3), cores=round(self.cpu.cores, 3),
                            saturated=self.cpu.saturated)
@@ -367,7 +386,16 @@ def summarize(config: LoadConfig, blog: BlogState, aggregate: Aggregate, publish
         time_to_last_reader=Percentiles.of_values(p.last_reader_ms for p in posts if p.last_reader_ms is not None),
         deliveries_per_second=round(rate, 1), peak_deliveries_per_second=max((s.deliveries for s in series), default=0),
         posts=posts, series=series, checks=checks, cpu=cpu, drained=drained, interrupted=interrupted,
-        problems=problems, warnings=warnings, t0=round(t0, 6), arrivals=arrivals)
+        problems=problems, warnings=warnings, t0=round(t0, 6), arrivals=arrivals,
+        nodes=_nodes(config, results, acked) if config.more_urls else None)
+
+
+def _nodes(config: LoadConfig, results: Sequence[WorkerResult], acked: Sequence[Post]) -> list[NodeFigures]:
+    writes = Counter(post.node for post in acked)
+    return [NodeFigures(url, sum(r.nodes[i].readers for r in results if len(r.nodes) > i),
+                        sum(r.nodes[i].connects for r in results if len(r.nodes) > i),
+                        sum(r.nodes[i].resumes for r in results if len(r.nodes) > i), writes[i])
+            for i, url in enumerate(config.urls)]
 
 
 def _arrivals(config: LoadConfig, totals: dict[str, int], results: Sequence[WorkerResult],

@@ -7,6 +7,10 @@ its WorkerResult. Readers are interleaved across workers, so each ramps evenly.
 
 Connecting is the only place with a task, and only while a TCP connect is in flight; after
 that a connection is an asyncio.Protocol fed by the loop.
+
+With several nodes (`--url` repeated), reader i's k-th connection goes to node (i + k) mod N:
+the readers start spread round-robin and every resume lands on the next node, so each reader's
+sequence check spans nodes. Arrival n loads its page from, and streams from, node n mod N.
 """
 
 from __future__ import annotations
@@ -67,16 +71,16 @@ class Worker:
         self.config = config
         self.worker = worker
         self.run_id = run_id
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(len(config.urls))
         self.rng = random.Random(f"{config.seed}-{worker}")  # noqa: S311 (a simulation, not security)
         self.draining = False
         self.churn_every = config.churn_every
         self.churn_pause = config.churn_pause
         self.slow_every = config.slow_every
         self.slow_pause = config.slow_pause
-        self._target = config.target
-        self._ssl = ssl.create_default_context() if self._target.secure else None
-        self._address: tuple[socket.AddressFamily, Any] | None = None
+        self._targets = config.targets
+        self._ssl = ssl.create_default_context() if any(target.secure for target in self._targets) else None
+        self._addresses: list[tuple[socket.AddressFamily, Any]] = []
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._stop_requested = False
         self._connecting: set[asyncio.Task[None]] = set()
@@ -92,11 +96,12 @@ class Worker:
         self._workers = workers
         self._visitors: list[Visitor] = []
         blog = quote(config.blog, safe="")
-        self._browser = Browser(self._target, f"/blogs/{blog}", config.connect_timeout) if config.arrivals else None
+        self._browsers = [Browser(target, f"/blogs/{blog}", config.connect_timeout)
+                          for target in self._targets] if config.arrivals else []
         kind = "ws" if config.transport == "ws" else "sse"
-        self._path = f"{self._target.prefix}/{kind}/blogs/{blog}"
+        self._paths = [f"{target.prefix}/{kind}/blogs/{blog}" for target in self._targets]
         if config.nchan:
-            self._path = f"{self._target.prefix}/sub/{blog}"  # Nchan has no resume: no since, no epoch
+            self._paths = [f"{target.prefix}/sub/{blog}" for target in self._targets]  # no resume: no since, epoch
 
     async def run(self) -> None:
         """The whole life of the worker, from Ready to WorkerResult."""
@@ -125,8 +130,8 @@ class Worker:
                 self.stats.count_excess += sum(r.checker.last - last for r in self.readers
                                                if r.counting and r.checker.started and r.checker.last > last)
         await self._finish()
-        if self._browser is not None:
-            await self._browser.close()
+        for browser in self._browsers:
+            await browser.close()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
         self._send_tick()
@@ -140,15 +145,17 @@ class Worker:
             query.append(f"since={since}")
             if epoch:
                 query.append(f"epoch={quote(epoch, safe='')}")
-        path = self._path + ("?" + "&".join(query) if query else "")
+        node = reader.node = (reader.index + reader.connections - 1) % len(self._targets)
+        target = self._targets[node]
+        path = self._paths[node] + ("?" + "&".join(query) if query else "")
         connection: WsConnection | SseConnection
         timeout = self.config.connect_timeout
         if self.config.transport == "ws":
-            scheme = "wss" if self._target.secure else "ws"
-            connection = WsConnection(reader, f"{scheme}://{self._target.host_header}{path}", timeout,
+            scheme = "wss" if target.secure else "ws"
+            connection = WsConnection(reader, f"{scheme}://{target.host_header}{path}", timeout,
                                       counting=reader.counting, batch=self._batch)
         else:
-            request = SseConnection.request(self._target.host_header, path, since)
+            request = SseConnection.request(target.host_header, path, since)
             connection = SseConnection(reader, request, timeout)
         task = self.loop.create_task(self._connect(reader, connection))
         self._connecting.add(task)
@@ -158,13 +165,14 @@ class Worker:
     # internals
 
     async def _resolve(self) -> None:
-        infos = await self.loop.getaddrinfo(self._target.host, self._target.port, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        self._address = (family, address)
+        for target in self._targets:
+            infos = await self.loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            family, _, _, _, address = infos[0]
+            self._addresses.append((family, address))
 
     async def _connect(self, reader: SimReader, connection: WsConnection | SseConnection) -> None:
-        assert self._address is not None
-        family, address = self._address
+        family, address = self._addresses[reader.node]
+        target = self._targets[reader.node]
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -174,8 +182,9 @@ class Worker:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RECEIVE_BUFFER)
             async with asyncio.timeout(self.config.connect_timeout):
                 await self.loop.sock_connect(sock, address)
-                server_hostname = self._target.host if self._ssl is not None else None
-                await self.loop.create_connection(lambda: connection, sock=sock, ssl=self._ssl,
+                server_hostname = target.host if target.secure else None
+                await self.loop.create_connection(lambda: connection, sock=sock,
+                                                  ssl=self._ssl if target.secure else None,
                                                   server_hostname=server_hostname)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             sock.close()
@@ -190,7 +199,7 @@ class Worker:
             self.loop.call_at(begin + times[number], self._arrive, config.readers + number)
 
     def _arrive(self, index: int) -> None:
-        if self.draining or self._browser is None:
+        if self.draining or not self._browsers:
             return
         arrival = ArrivalReader(self, index)
         self.arrivals.append(arrival)
@@ -203,7 +212,8 @@ class Worker:
                 self._visitors[self.rng.randrange(VISITORS_KEPT)] = visitor
             else:
                 self._visitors.append(visitor)
-        task = self.loop.create_task(self._load_page(arrival, visitor, self._browser))
+        browser = self._browsers[index % len(self._browsers)]  # the node its first connection goes to
+        task = self.loop.create_task(self._load_page(arrival, visitor, browser))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
@@ -300,7 +310,7 @@ class Worker:
             errors=self.stats.error_samples, drained=drained,
             handshake=self.stats.handshake.encode().decode("ascii") if self.stats.handshake.get_total_count() else None,
             last_served_ns=self.stats.last_served_ns, arrivals=arrivals,
-            page=_encoded(self.stats.page), tti=_encoded(self.stats.tti))
+            page=_encoded(self.stats.page), tti=_encoded(self.stats.tti), nodes=self.stats.nodes)
 
 
 def _encoded(histogram: HdrHistogram) -> str | None:

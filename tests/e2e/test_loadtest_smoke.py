@@ -140,3 +140,29 @@ async def test_counting_readers_are_held_to_the_same_no_loss_check(start_server:
     assert checks["steady_readers"] == 200
     assert counts["counted"] > 0 and summary["latency"]["count"] > 0  # both kinds of reader were at work
     assert counts["deliveries"] == 200 * summary["publisher"]["acknowledged"]
+
+
+@pytest.mark.parametrize("engine_kind", ["redis", "redis-cluster"])  # nodes share an engine only through Redis
+async def test_readers_spread_over_two_nodes_see_every_post_once_wherever_it_was_written(
+        start_server: ServerFactory, tmp_path: Path) -> None:
+    """Two nodes on one Redis (or one Cluster), `--url` given twice: readers start on both, each resume lands on
+    the other node, writes alternate between them; every acknowledged write still reaches every reader exactly
+    once and in order."""
+    first, second = await start_server(), await start_server()
+    await first.create_blog("b1")
+    summary_path = tmp_path / "summary.json"
+    status, output = await run_tool(
+        "--url", first.base, "--url", second.base, "--blog", "b1", "--readers", "200", "--ramp", "0.5",
+        "--duration", "3", "--publish-rate", "10", "--churn", "0.3", "--churn-every", "1", "--churn-pause", "0.2",
+        "--drain", "5", "--processes", "1", "--quiet", "--json", str(summary_path))
+    summary: dict[str, Any] = orjson.loads(summary_path.read_bytes())
+    checks, nodes = summary["checks"], summary["nodes"]
+    assert (checks["lost"], checks["duplicated"], checks["reordered"], checks["gaps"], checks["regressions"]) == (
+        0, 0, 0, 0, 0), summary["error_samples"]
+    assert status == 0, output
+    assert summary["config"]["urls"] == [first.base, second.base]
+    assert [node["url"] for node in nodes] == [first.base, second.base]
+    assert [node["readers"] for node in nodes] == [100, 100]  # round-robin: reader i starts on node i mod 2
+    assert all(node["resumes"] > 0 and node["writes"] > 0 for node in nodes)
+    assert sum(node["writes"] for node in nodes) == summary["publisher"]["acknowledged"]
+    assert "readers per node 100/100" in output

@@ -26,7 +26,7 @@ from server.parsing import ClusterUrlError
 from server.settings import Settings, SettingsError
 from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, free_port, make_settings, wait_until
 from tests.faults.conftest import ROOT, Scorer, start_readers
-from tests.redis_cluster import RedisCluster, cli, cluster
+from tests.redis_cluster import RedisCluster, cli, running_cluster
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -377,7 +377,7 @@ async def test_with_wait_replicas_a_killed_primary_loses_no_acknowledged_post(re
 async def test_a_tls_cluster_carries_posts_to_readers_on_two_nodes() -> None:
     """`rediss+cluster://…?ssl_ca_certs=`: a Cluster whose clients and bus speak TLS only. Scripts, the index,
     the sharded subscriptions (one TLS connection per shard) and the canaries all go over TLS."""
-    with cluster(replicas=0, tls=True) as tls_cluster:
+    with running_cluster(replicas=0, tls=True) as tls_cluster:
         blogs = spread_blogs(6)
         assert tls_cluster.url.startswith("rediss+cluster://")
         async with nodes(tls_cluster, 2) as servers, httpx.AsyncClient(timeout=10) as client:
