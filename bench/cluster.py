@@ -37,7 +37,6 @@ from typing import Any
 
 import orjson
 
-import tests.conftest  # noqa: F401 (first: tests.redis_cluster and tests.conftest import each other)
 from bench.procs import (
     TOKEN,
     VENV_BIN,

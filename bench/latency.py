@@ -35,7 +35,6 @@ import orjson
 import redis
 from websockets.asyncio.client import connect
 
-import tests.conftest  # noqa: F401 (first: tests.redis_cluster and tests.conftest import each other)
 from tests.redis_cluster import running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisProcess
+from tests.redis_servers import RedisProcess
 
 NODE_TIMEOUT_MS = 1000
 

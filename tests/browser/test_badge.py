@@ -19,7 +19,7 @@ from server.engine.memory import MemoryEngine
 from server.model import PostCreate
 from server.newsroom import Newsroom
 from tests.browser.conftest import NETWORK_ERRORS, BrowserServer, PageErrors, PageFactory, ServerFactory, html_site
-from tests.conftest import free_port
+from tests.redis_servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

@@ -15,7 +15,7 @@ from playwright.async_api import Page
 
 from server.engine.memory import MemoryEngine
 from tests.browser.conftest import NETWORK_ERRORS, BrowserServer, PageErrors, PageFactory, ServerFactory
-from tests.conftest import free_port
+from tests.redis_servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

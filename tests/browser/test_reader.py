@@ -22,7 +22,7 @@ from tests.browser.conftest import (
     html_site,
     live_page,
 )
-from tests.conftest import free_port
+from tests.redis_servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

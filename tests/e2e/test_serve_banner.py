@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN, free_port
+from tests.conftest import ADMIN_TOKEN
+from tests.redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

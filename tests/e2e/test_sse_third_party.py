@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from server.engine.memory import MemoryEngine
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, make_settings
+from tests.redis_servers import free_port
 
 CLIENT = Path(__file__).resolve().parents[1] / "js" / "sse_client.mjs"
 

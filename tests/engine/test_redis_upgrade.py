@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from server.engine import Limits
 from server.engine.redis import BLOG_IDS, BLOGS_UPDATED, RedisEngine
 from server.model import Blog, Post
-from tests.conftest import RedisProcess
+from tests.redis_servers import RedisProcess
 
 pytestmark = pytest.mark.redis
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

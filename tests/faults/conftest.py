@@ -20,7 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, SentinelGroup, free_port, make_settings
+from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings
+from tests.redis_servers import RedisProcess, SentinelGroup, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

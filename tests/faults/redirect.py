@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from tests.conftest import RedisProcess
+from tests.redis_servers import RedisProcess
 
 
 class Redirect:

@@ -24,9 +24,10 @@ from server.engine import EngineUnavailable
 from server.engine.redis_cluster import ClusterEngine, blog_slot
 from server.parsing import ClusterUrlError
 from server.settings import Settings, SettingsError
-from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, free_port, make_settings, wait_until
+from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings, wait_until
 from tests.faults.conftest import ROOT, Scorer, start_readers
 from tests.redis_cluster import RedisCluster, cli, running_cluster
+from tests.redis_servers import RedisProcess, free_port
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

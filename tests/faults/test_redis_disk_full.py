@@ -22,8 +22,9 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ADMIN_TOKEN, LiveServer, free_port, make_settings
+from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings
 from tests.faults.conftest import start_readers
+from tests.redis_servers import free_port
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

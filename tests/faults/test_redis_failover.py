@@ -24,9 +24,10 @@ import redis.asyncio as aioredis
 from server.engine import EngineUnavailable
 from server.engine.redis import RedisEngine
 from server.model import Blog
-from tests.conftest import ADMIN_TOKEN, LiveServer, RedisProcess, make_settings
+from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings
 from tests.faults.conftest import Scorer, in_process_node, private_redis, start_readers
 from tests.faults.redirect import Redirect, redirect
+from tests.redis_servers import RedisProcess
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -24,17 +24,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import (
-    ADMIN_TOKEN,
-    SENTINEL_PRIMARY,
-    LiveServer,
-    RedisProcess,
-    SentinelGroup,
-    free_port,
-    sentinel_group,
-    wait_until,
-)
+from tests.conftest import ADMIN_TOKEN, LiveServer, wait_until
 from tests.faults.conftest import ROOT, Scorer, in_process_node, start_readers
+from tests.redis_servers import SENTINEL_PRIMARY, RedisProcess, SentinelGroup, free_port, sentinel_group
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -15,8 +15,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import ADMIN_TOKEN, QUICK_SYNC, LiveServer
+from tests.conftest import ADMIN_TOKEN, LiveServer
 from tests.faults.conftest import in_process_node, private_redis
+from tests.redis_servers import QUICK_SYNC
 
 pytestmark = pytest.mark.redis
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -18,8 +18,9 @@ import pytest
 from server.canary import Canary
 from server.engine.redis import RedisEngine
 from server.wire import Frame
-from tests.conftest import RedisProcess, wait_until
+from tests.conftest import wait_until
 from tests.faults.conftest import Node
+from tests.redis_servers import RedisProcess
 
 
 def test_the_suite_runs_on_python_3_11() -> None:

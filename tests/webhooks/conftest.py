@@ -21,7 +21,8 @@ import pytest
 import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import ADMIN_TOKEN, free_port, wait_until
+from tests.conftest import ADMIN_TOKEN, wait_until
+from tests.redis_servers import free_port
 
 T = TypeVar("T")
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
