@@ -22,12 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
-from bench.procs import ROOT, TICK, Processes, Sampler, free_port, pinned, raise_nofile, tree
+from bench.procs import (
+    LIVEPUSH_MEMORY,
+    LIVEPUSH_MEMORY_ASGI,
+    ROOT,
+    TICK,
+    Processes,
+    Sampler,
+    pinned,
+    raise_nofile,
+    start_server,
+    tree,
+)
 from bench.profile import py_spy, summarise
-from bench.scenarios import interpolate
+from bench.scenarios import interpolate, seed_blogs
 
 TOKEN = "bench-admin-token-0123456789"
 BLOG = "bench"
@@ -36,27 +46,10 @@ PYTHON = Path(sys.executable)
 
 def start(processes: Processes, logs: Path, direct: bool, spy: list[str]) -> tuple[subprocess.Popen[bytes], int, str]:
     """A fresh server (under *spy*, py-spy's command line, if given); its process, the server's pid and base URL."""
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-           "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT), "LIVEPUSH_ADMIN_TOKEN": TOKEN, "LIVEPUSH_DEMO": "0",
-           "LIVEPUSH_LOG_LEVEL": "warning", "PORT": str(port), "LIVEPUSH_DIRECT_WRITE": "1" if direct else "0"}
-    process = processes.start(pinned(0, [*spy, str(PYTHON), "-m", "server", "serve"]), env=env, cwd=ROOT,
-                              log=logs / "handshake-server.log")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    with httpx.Client(base_url=base, timeout=2, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        client.post("/api/blogs", json={"id": BLOG, "title": "Benchmark"}, headers=headers).raise_for_status()
-        client.post(f"/api/blogs/{BLOG}/posts", json={"headline": "warm-up", "body": "<p>warm-up</p>"},
-                    headers=headers).raise_for_status()
-    pid = tree(process.pid)[-1]  # the server itself, under py-spy when profiled
-    return process, pid, base
+    server = start_server(processes, LIVEPUSH_MEMORY if direct else LIVEPUSH_MEMORY_ASGI, 0, None, logs, wrapper=spy)
+    seed_blogs(server, [BLOG])
+    pid = tree(server.process.pid)[-1]  # the server itself, under py-spy when profiled
+    return server.process, pid, server.base
 
 
 def storm(processes: Processes, logs: Path, readers: int, direct: bool, profile: bool,

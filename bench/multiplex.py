@@ -25,7 +25,18 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.procs import ROOT, Processes, cpu_seconds, free_port, pinned, raise_nofile, rss_kib
+from bench.procs import (
+    LIVEPUSH_MEMORY,
+    LIVEPUSH_MEMORY_ASGI,
+    ROOT,
+    Processes,
+    cpu_seconds,
+    pinned,
+    raise_nofile,
+    rss_kib,
+    start_server,
+)
+from bench.scenarios import seed_blogs
 
 TOKEN = "bench-admin-token-0123456789"
 BLOGS = [f"b{i}" for i in range(5)]
@@ -33,28 +44,10 @@ PYTHON = Path(sys.executable)
 
 
 def start(processes: Processes, logs: Path, readers: int, direct: bool) -> tuple[Any, int, str]:
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-           "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT), "LIVEPUSH_ADMIN_TOKEN": TOKEN, "LIVEPUSH_DEMO": "0",
-           "LIVEPUSH_LOG_LEVEL": "warning", "PORT": str(port), "LIVEPUSH_DIRECT_WRITE": "1" if direct else "0",
-           "LIVEPUSH_WRITE_RATE": "0"}
-    process = processes.start(pinned(0, [str(PYTHON), "-m", "server", "serve"]), env=env, cwd=ROOT,
-                              log=logs / "multiplex-server.log")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    with httpx.Client(base_url=base, timeout=5, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        for blog in BLOGS:
-            client.post("/api/blogs", json={"id": blog, "title": "Benchmark"}, headers=headers).raise_for_status()
-            client.post(f"/api/blogs/{blog}/posts", json={"headline": "warm-up", "body": "<p>warm-up</p>"},
-                        headers=headers).raise_for_status()
-    return process, process.pid, base
+    server = start_server(processes, LIVEPUSH_MEMORY if direct else LIVEPUSH_MEMORY_ASGI, 0, None, logs,
+                          settings={"LIVEPUSH_WRITE_RATE": "0"})
+    seed_blogs(server, BLOGS)
+    return server.process, server.process.pid, server.base
 
 
 def metric(client: httpx.Client, name: str) -> float:

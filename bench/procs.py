@@ -280,6 +280,8 @@ VARIANTS = (
     Variant("baseline-memory", "naive baseline, broadcaster memory://", "baseline", redis=False),
     Variant("baseline-redis", "naive baseline, broadcaster redis://", "baseline", redis=True),
 )
+LIVEPUSH_MEMORY = VARIANTS[0]
+LIVEPUSH_MEMORY_ASGI = VARIANTS[2]
 
 
 @dataclass(slots=True)
@@ -339,10 +341,11 @@ class Redis:
 
 
 def start_server(processes: Processes, variant: Variant, cpu: int | None, redis: Redis | None,
-                 logs: Path, settings: Mapping[str, str] | None = None) -> Running:
+                 logs: Path, settings: Mapping[str, str] | None = None, wrapper: Sequence[str] = ()) -> Running:
     """Start *variant* on a free port pinned to *cpu*; wait until it answers.
 
     *settings*: more environment for livepush (LIVEPUSH_* variables); the baseline ignores them.
+    *wrapper*: a command livepush runs under (a profiler's `record ... --`).
     """
     port = free_port()
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
@@ -364,8 +367,8 @@ def start_server(processes: Processes, variant: Variant, cpu: int | None, redis:
             env["REDIS_URL"] = redis.url + "/0"
         env.update(settings or {})
         # `python -m server` from ROOT: this checkout's code, whatever the venv's `livepush` script points at.
-        process = processes.start(pinned(cpu, [str(VENV_BIN / "python"), "-m", "server", "serve"]), env=env, cwd=ROOT,
-                                  log=log)
+        process = processes.start(pinned(cpu, [*wrapper, str(VENV_BIN / "python"), "-m", "server", "serve"]), env=env,
+                                  cwd=ROOT, log=log)
     base = f"http://127.0.0.1:{port}"
     probe = "/api/blogs/none" if variant.is_baseline else "/readyz"
     deadline = time.monotonic() + 30

@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,15 +73,23 @@ def fresh_server(ctx: Context, variant: Variant, redis: Redis | None) -> Running
     if redis is not None:
         redis.flush()
     server = start_server(ctx.processes, variant, ctx.server_cpu, redis, ctx.logs)
+    seed_blogs(server, [BLOG])
+    return server
+
+
+def seed_blogs(server: Running, blogs: Sequence[str]) -> None:
+    """Create each blog (if new) with one post in it, so every path has run once before measuring."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=10, trust_env=False) as client:
-        created = client.post("/api/blogs", json={"id": BLOG, "title": "Benchmark"})
-        if created.status_code not in (201, 409):
-            raise RuntimeError(f"{variant.name}: creating the blog: HTTP {created.status_code} {created.text[:200]}")
-        posted = client.post(f"/api/blogs/{BLOG}/posts", json={"headline": "warm-up", "body": "<p>warm-up</p>"})
-        if posted.status_code != 201:
-            raise RuntimeError(f"{variant.name}: warm-up post: HTTP {posted.status_code} {posted.text[:200]}")
-    return server
+        for blog in blogs:
+            created = client.post("/api/blogs", json={"id": blog, "title": "Benchmark"})
+            if created.status_code not in (201, 409):
+                raise RuntimeError(f"{server.variant.name}: creating {blog}: HTTP {created.status_code} "
+                                   f"{created.text[:200]}")
+            posted = client.post(f"/api/blogs/{blog}/posts", json={"headline": "warm-up", "body": "<p>warm-up</p>"})
+            if posted.status_code != 201:
+                raise RuntimeError(f"{server.variant.name}: warm-up post in {blog}: HTTP {posted.status_code} "
+                                   f"{posted.text[:200]}")
 
 
 def run_tool(ctx: Context, server: Running, name: str, *args: str, html: Path | None = None) -> dict[str, Any]:
