@@ -65,7 +65,7 @@ def lookup(svc: Services, method: str, path: str, query: bytes,
         elif name in _STACK_ONLY:
             return None
     status, rendition = entry.answer(accept, match)
-    return status, rendition, rid if rid is not None and valid_request_id(rid) else _new_request_id()
+    return status, rendition, rid if rid is not None and valid_request_id(rid) else new_request_id()
 
 
 # Ids like RequestIds makes (16 hex digits) without a syscall per request: a random prefix per process
@@ -74,7 +74,8 @@ _ID_PREFIX = secrets.token_hex(4).encode()
 _ids = itertools.count(secrets.randbelow(1 << 32))
 
 
-def _new_request_id() -> bytes:
+def new_request_id() -> bytes:
+    """A fresh request id (what the request-id middleware would have made)."""
     return b"%s%08x" % (_ID_PREFIX, next(_ids) & 0xFFFFFFFF)
 
 
@@ -123,7 +124,7 @@ def _asset_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[
             rid = value
         elif name in _STACK_ONLY:
             return None
-    rid = rid if rid is not None and valid_request_id(rid) else _new_request_id()
+    rid = rid if rid is not None and valid_request_id(rid) else new_request_id()
     status = 304 if match is not None and none_match(match, (asset.etag,)) else 200
     head = [_STATUS_LINES[status]]
     for name, value in default_headers:

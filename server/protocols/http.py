@@ -39,7 +39,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from server.pages.fastpath import raw_answer
+from server.headers import security_headers
+from server.pages.fastpath import new_request_id, raw_answer
 from server.problems import problem_body
 from server.services import Services
 from server.settings import Settings
@@ -49,6 +50,7 @@ DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_WRITE_TIMEOUT = 60.0
 MAX_HEADER_BYTES = 64 * 1024  # browsers send a few KiB; nginx refuses past 32 KiB by default
 LINGER_SECONDS = 2.0  # after a refusal, how long input is read and dropped so that the answer arrives
+PROBLEM_JSON = b"application/problem+json"
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 # Lifespan state the app hands its connections (uvicorn builds protocols with no other way in):
 SETTINGS = "livepush.settings"  # the app's Settings: the deadlines below
@@ -253,8 +255,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         body = problem_body(status, code, detail)
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
-        head += [b"content-type: application/problem+json\r\n", b"content-length: %d\r\n" % len(body),
-                 b"connection: close\r\n\r\n"]
+        head += [name + b": " + value + b"\r\n" for name, value in security_headers(PROBLEM_JSON)]
+        head += [b"content-type: " + PROBLEM_JSON + b"\r\n", b"content-length: %d\r\n" % len(body),
+                 b"x-request-id: " + new_request_id() + b"\r\n", b"connection: close\r\n\r\n"]
         self.transport.write(b"".join(head) + body)
         if not self.transport.can_write_eof():
             self.transport.close()

@@ -113,6 +113,7 @@ async def test_headers_that_never_finish_get_408_and_the_connection_is_closed(se
         assert (await server.http.get("/healthz")).status_code == 200  # others are served meanwhile
         status, headers, problem = parse_response(await raw.until_closed())
         assert status == 408 and headers["content-type"] == PROBLEM.decode() and headers["connection"] == "close"
+        assert headers["x-content-type-options"] == "nosniff" and len(headers["x-request-id"]) == 16
         assert problem["code"] == "header_timeout" and problem["status"] == 408
         await assert_unchanged(server)
 
@@ -167,6 +168,7 @@ async def test_a_malformed_chunked_body_gets_400_and_changes_nothing(server: Liv
         await raw.send(POST_HEAD + framing + b"\r\n" + body)
         status, headers, problem = parse_response(await raw.until_closed())
         assert status == 400 and headers["content-type"] == PROBLEM.decode() and headers["connection"] == "close"
+        assert headers["x-content-type-options"] == "nosniff" and len(headers["x-request-id"]) == 16
         assert problem["code"] == "malformed_request" and "not valid HTTP" in problem["detail"]
     assert (await server.http.get("/healthz")).status_code == 200
     await assert_unchanged(server)
@@ -202,6 +204,7 @@ async def test_oversized_headers_get_431_and_the_connection_is_closed(server: Li
         status, headers, problem = parse_response(await raw.until_closed())
         assert status == 431 and headers["content-type"] == PROBLEM.decode()
         assert problem["code"] == "headers_too_large"
+        assert headers["x-content-type-options"] == "nosniff" and len(headers["x-request-id"]) == 16
         await assert_unchanged(server)
 
 
