@@ -49,7 +49,7 @@ from bench.procs import (
     raise_nofile,
     start_server,
 )
-from server.engine.redis_cluster import blog_slot
+from server.engine.cluster_fanout import blog_slot
 from tests.redis_cluster import running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]

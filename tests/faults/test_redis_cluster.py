@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from server.engine import EngineUnavailable
-from server.engine.redis_cluster import ClusterEngine, blog_slot
+from server.engine.cluster_fanout import blog_slot
+from server.engine.redis_cluster import ClusterEngine
 from server.parsing import ClusterUrlError
 from server.settings import Settings, SettingsError
 from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings, wait_until

@@ -24,7 +24,7 @@ RINGS = {  # rank: an import may only go to an equal or lower rank (or to SHARED
     "server.relay": 1, "server.hub": 1,
     "server.feed": 2, "server.newsroom": 2,
 }
-ENGINES = {"server.engine.memory", "server.engine.redis", "server.engine.redis_cluster"}  # and the outbox stores, server.engine.outbox_*
+ENGINES = {"server.engine.memory", "server.engine.redis", "server.engine.redis_cluster", "server.engine.cluster_fanout"}  # and the outbox stores, server.engine.outbox_*
 SIDE_CORE = ("server.webhooks",)  # beside the rings: no web framework, nothing from the edges or the root
 ROOT_SIDE = ("server.app", "server.services", "server.cli", "server.metrics", "server.drain")
 EDGES = ("server.api", "server.streams", "server.pages", "server.protocols")
