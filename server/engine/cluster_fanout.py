@@ -164,6 +164,8 @@ class ShardedFanout:
     def _shard(self, node: ClusterNode) -> _Shard:
         shard = self._shards.get(node.name)
         if shard is None:
+            if self._closed:  # a watch still under way when the engine closed must not open a connection
+                raise EngineUnavailable("the Cluster fan-out is closed")
             client = aioredis.Redis(host=node.host, port=int(node.port), socket_connect_timeout=1.0,
                                     retry=Retry(NoBackoff(), 0), health_check_interval=2, driver_info=None,
                                     **self._options)
