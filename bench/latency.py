@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,17 +35,11 @@ import redis
 from websockets.asyncio.client import connect
 
 from tests.redis_cluster import running_cluster
+from tests.redis_servers import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-admin-token-0123456789"
 BODY = "<p>" + "Ukraine has remained silent, as it is customary, and has not yet commented. " * 8 + "</p>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -66,25 +59,14 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 @asynccontextmanager
 async def redis_server(*args: str) -> AsyncIterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
+    """A private redis-server (the tests' RedisProcess) started with *args*; yields its URL."""
     with tempfile.TemporaryDirectory(prefix="livepush-bench-") as data:
-        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data, "--save", "",
-                                    *args], stdout=subprocess.DEVNULL)
+        server = RedisProcess(free_port(), Path(data), list(args))
+        server.start()
         try:
-            client = redis.Redis(port=port)
-            for _ in range(200):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    await asyncio.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield server.url
         finally:
-            process.terminate()
-            process.wait(10)
+            server.stop()
 
 
 @asynccontextmanager

@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bench.latency import ROOT, TOKEN, free_port, redis_server, wait_ready
-from bench.procs import cpu_seconds, tree
+from bench.latency import ROOT, TOKEN, redis_server, wait_ready
+from bench.procs import cpu_seconds, free_port, tree
 
 ENDPOINTS = 10
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

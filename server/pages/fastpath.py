@@ -54,18 +54,12 @@ def lookup(svc: Services, method: str, path: str, query: bytes,
     entry = svc.page_cache.current(page_key(blog, query))
     if entry is None:
         return None
-    accept = match = rid = None
-    for name, value in headers:
-        if name == b"accept-encoding":
-            accept = value
-        elif name == b"if-none-match":
-            match = value
-        elif name == b"x-request-id":
-            rid = value
-        elif name in _STACK_ONLY:
-            return None
+    read = _read_headers(headers)
+    if read is None:
+        return None
+    accept, match, rid = read
     status, rendition = entry.answer(accept, match)
-    return status, rendition, rid if rid is not None and valid_request_id(rid) else new_request_id()
+    return status, rendition, rid
 
 
 # Ids like RequestIds makes (16 hex digits) without a syscall per request: a random prefix per process
@@ -80,6 +74,22 @@ def new_request_id() -> bytes:
 
 
 _STACK_ONLY = frozenset({b"origin", b"content-length", b"transfer-encoding", b"expect"})
+
+
+def _read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None, bytes] | None:
+    """(Accept-Encoding, If-None-Match, the request id to answer with) in one pass; None when a header
+    only the ASGI stack handles is present."""
+    accept = match = rid = None
+    for name, value in headers:
+        if name == b"accept-encoding":
+            accept = value
+        elif name == b"if-none-match":
+            match = value
+        elif name == b"x-request-id":
+            rid = value
+        elif name in _STACK_ONLY:
+            return None
+    return accept, match, rid if rid is not None and valid_request_id(rid) else new_request_id()
 
 
 def raw_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
@@ -116,15 +126,10 @@ def _asset_answer(svc: Services, method: bytes, url: bytes, headers: list[tuple[
     asset = svc.assets.get(url.partition(b"?")[0])
     if asset is None or (method != b"GET" and method != b"HEAD"):
         return None
-    match = rid = None
-    for name, value in headers:
-        if name == b"if-none-match":
-            match = value
-        elif name == b"x-request-id":
-            rid = value
-        elif name in _STACK_ONLY:
-            return None
-    rid = rid if rid is not None and valid_request_id(rid) else new_request_id()
+    read = _read_headers(headers)
+    if read is None:
+        return None
+    _, match, rid = read
     status = 304 if match is not None and none_match(match, (asset.etag,)) else 200
     head = [_STATUS_LINES[status]]
     for name, value in default_headers:

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.http11 import Response
 from websockets.protocol import State
 
 from server.streams.multiplex import MAX_MESSAGE_BYTES
-from tests.conftest import LiveServer, ServerFactory, wait_until
+from tests.conftest import LiveServer, ServerFactory, WsReader, wait_until
 from tests.e2e.test_conflation import BODY, EDITS, StalledReader
 
 BLOGS = [f"m{i}" for i in range(5)]
@@ -27,11 +27,8 @@ async def server(start_server: ServerFactory, request: pytest.FixtureRequest) ->
                               reader_buffer_bytes=512 * 1024)
 
 
-class Mux:
+class Mux(WsReader):
     """A test's view of one `/ws` connection: send commands, read decoded messages with bounded waits."""
-
-    def __init__(self, connection: ClientConnection) -> None:
-        self.connection = connection
 
     async def send(self, **message: Any) -> None:
         await self.connection.send(orjson.dumps(message).decode())
@@ -40,19 +37,6 @@ class Mux:
         extra = {"since": since, "epoch": epoch} if since is not None else {}
         await self.send(type="subscribe", blog=blog, **extra)
 
-    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next message that is not a ping."""
-        while True:
-            message: dict[str, Any] = orjson.loads(await asyncio.wait_for(self.connection.recv(), timeout))
-            if message["type"] != "ping":
-                return message
-
-    async def closed(self, timeout: float = 5.0) -> tuple[int | None, str]:
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.wait_for(self.connection.recv(), timeout)
-        frame = self.connection.protocol.close_rcvd
-        return (frame.code, frame.reason) if frame is not None else (None, "")
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +55,7 @@ def blog_of(message: dict[str, Any]) -> str:
 async def snapshots(reader: Mux, count: int) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     while len(found) < count:
-        message = await reader.next()
+        message = await reader.next_event()
         assert message["type"] == "snapshot", message
         found[blog_of(message)] = message
     return found
@@ -94,7 +78,7 @@ async def test_five_blogs_on_one_connection_each_snapshot_then_tagged_events(ser
         assert found["m2"]["seq"] == 1 and [p["headline"] for p in found["m2"]["posts"]] == ["Before"]
         for blog_id in BLOGS:
             assert (await server.publish(blog_id, headline=f"In {blog_id}")).status_code == 201
-        events = [await reader.next() for _ in BLOGS]
+        events = [await reader.next_event() for _ in BLOGS]
     assert sorted((e["blog"], e["type"], e["post"]["headline"]) for e in events) == [
         (b, "post.created", f"In {b}") for b in BLOGS]
     assert {e["blog"]: e["seq"] for e in events} == {"m0": 1, "m1": 1, "m2": 2, "m3": 1, "m4": 1}
@@ -110,7 +94,7 @@ async def test_each_blog_resumes_with_its_own_since_and_epoch(server: LiveServer
         for i, blog_id in enumerate(BLOGS):
             for n in range(i):
                 await server.publish(blog_id, headline=f"{blog_id} seen {n}")
-        seen = [await reader.next() for _ in range(sum(range(5)))]
+        seen = [await reader.next_event() for _ in range(sum(range(5)))]
     last = {b: max([0] + [e["seq"] for e in seen if e["blog"] == b]) for b in BLOGS}
     assert last == {b: i for i, b in enumerate(BLOGS)}
     for i, blog_id in enumerate(BLOGS):  # missed while away: blog i misses i + 1 events
@@ -119,10 +103,10 @@ async def test_each_blog_resumes_with_its_own_since_and_epoch(server: LiveServer
     async with mux(server) as reader:
         for blog_id in BLOGS:
             await reader.subscribe(blog_id, since=last[blog_id], epoch=found[blog_id]["epoch"])
-        replayed = [await reader.next() for _ in range(sum(range(1, 6)))]
+        replayed = [await reader.next_event() for _ in range(sum(range(1, 6)))]
         for blog_id in BLOGS:
             await server.publish(blog_id, headline=f"{blog_id} live")
-        live = [await reader.next() for _ in BLOGS]
+        live = [await reader.next_event() for _ in BLOGS]
     for i, blog_id in enumerate(BLOGS):
         mine = [e for e in replayed if e["blog"] == blog_id]
         assert [e["seq"] for e in mine] == list(range(i + 1, 2 * i + 2))
@@ -138,16 +122,16 @@ async def test_an_unsubscribed_blog_sends_nothing_more(server: LiveServer) -> No
         await reader.subscribe("m1")
         await snapshots(reader, 2)
         await reader.send(type="unsubscribe", blog="m0")
-        assert await reader.next() == {"type": "unsubscribed", "blog": "m0"}
+        assert await reader.next_event() == {"type": "unsubscribed", "blog": "m0"}
         await wait_until(lambda: server.services.hub.count("m0") == 0, what="m0's reader detached")
         await server.publish("m0", headline="Unseen")
         await server.publish("m1", headline="Seen")
-        event = await reader.next()
+        event = await reader.next_event()
         assert (event["blog"], event["post"]["headline"]) == ("m1", "Seen")
         await reader.send(type="unsubscribe", blog="never-subscribed")
-        assert await reader.next() == {"type": "unsubscribed", "blog": "never-subscribed"}
+        assert await reader.next_event() == {"type": "unsubscribed", "blog": "never-subscribed"}
         await server.publish("m1", headline="Still")
-        assert (await reader.next())["post"]["headline"] == "Still"
+        assert (await reader.next_event())["post"]["headline"] == "Still"
 
 
 async def test_a_bad_or_unknown_blog_gets_an_error_and_the_others_carry_on(server: LiveServer) -> None:
@@ -156,14 +140,14 @@ async def test_a_bad_or_unknown_blog_gets_an_error_and_the_others_carry_on(serve
     async with mux(server) as reader:
         for blog_id in ("m0", "Not A Blog!", "missing", "m1"):
             await reader.subscribe(blog_id)
-        messages = [await reader.next() for _ in range(4)]
+        messages = [await reader.next_event() for _ in range(4)]
         errors = {m["blog"]: m for m in messages if m["type"] == "error"}
         assert sorted(blog_of(m) for m in messages if m["type"] == "snapshot") == ["m0", "m1"]
         assert errors["Not A Blog!"]["code"] == "invalid_blog" and errors["Not A Blog!"]["field"] == "blog"
         assert errors["missing"]["code"] == "unknown_blog" and errors["missing"]["detail"]
         await server.publish("m0", headline="A")
         await server.publish("m1", headline="B")
-        events = [await reader.next() for _ in range(2)]
+        events = [await reader.next_event() for _ in range(2)]
     assert sorted((e["blog"], e["post"]["headline"]) for e in events) == [("m0", "A"), ("m1", "B")]
     await wait_until(lambda: server.services.hub.count() == 0, what="readers detached after the connection")
 
@@ -175,15 +159,15 @@ async def test_more_blogs_than_the_cap_get_an_error_for_the_extra(server: LiveSe
     async with mux(server) as reader:
         for blog_id in ids:
             await reader.subscribe(blog_id)
-        messages = [await reader.next() for _ in ids]
+        messages = [await reader.next_event() for _ in ids]
         assert sorted(blog_of(m) for m in messages if m["type"] == "snapshot") == ids[:6]
         assert [m for m in messages if m["type"] == "error"] == [
             {"type": "error", "blog": "c6", "code": "too_many_blogs", "detail": "at most 6 blogs on one connection"}]
         assert server.services.hub.count() == 6
         await reader.send(type="unsubscribe", blog="c0")
-        assert (await reader.next())["type"] == "unsubscribed"
+        assert (await reader.next_event())["type"] == "unsubscribed"
         await reader.subscribe("c6")
-        assert blog_of(await reader.next()) == "c6"
+        assert blog_of(await reader.next_event()) == "c6"
 
 
 async def test_subscribing_again_resumes_in_place(server: LiveServer) -> None:
@@ -191,15 +175,15 @@ async def test_subscribing_again_resumes_in_place(server: LiveServer) -> None:
     await make_blogs(server, ["m0"])
     async with mux(server) as reader:
         await reader.subscribe("m0")
-        snapshot = await reader.next()
+        snapshot = await reader.next_event()
         await server.publish("m0", headline="One")
-        assert (await reader.next())["seq"] == 1
+        assert (await reader.next_event())["seq"] == 1
         await reader.subscribe("m0", since=1, epoch=snapshot["epoch"])
         await server.publish("m0", headline="Two")
-        event = await reader.next()
+        event = await reader.next_event()
         assert (event["seq"], event["post"]["headline"]) == (2, "Two")
         await reader.subscribe("m0")
-        again = await reader.next()
+        again = await reader.next_event()
         assert again["type"] == "snapshot" and again["seq"] == 2
         assert server.services.hub.count("m0") == 1
 
@@ -221,11 +205,11 @@ async def test_a_malformed_message_gets_an_error_and_the_connection_stays(
     await make_blogs(server, ["m0"])
     async with mux(server) as reader:
         await reader.connection.send(message.decode())
-        error = await reader.next()
+        error = await reader.next_event()
         assert (error["type"], error["code"], error.get("field")) == ("error", code, field)
         assert error["detail"]
         await reader.subscribe("m0")
-        assert blog_of(await reader.next()) == "m0"
+        assert blog_of(await reader.next_event()) == "m0"
 
 
 @pytest.mark.parametrize(("send", "code"), [
@@ -237,7 +221,7 @@ async def test_an_oversized_or_binary_message_closes_with_its_code(server: LiveS
     await make_blogs(server, ["m0"])
     async with mux(server) as reader:
         await reader.subscribe("m0")
-        await reader.next()
+        await reader.next_event()
         await send(reader.connection)
         assert (await reader.closed())[0] == code
     await wait_until(lambda: server.services.hub.count() == 0, what="the connection's readers detached")
@@ -349,12 +333,12 @@ async def test_a_long_resume_on_one_blog_replays_in_chunks_beside_the_others(sta
     async with mux(server) as reader:
         await reader.subscribe("m1")
         await reader.subscribe("m0", since=0, epoch=blog["epoch"])
-        assert blog_of(await reader.next()) == "m1"
-        replay = [await reader.next(timeout=20) for _ in range(40)]
+        assert blog_of(await reader.next_event()) == "m1"
+        replay = [await reader.next_event(timeout=20) for _ in range(40)]
         assert [(e["blog"], e["seq"]) for e in replay] == [("m0", seq) for seq in range(1, 41)]
         await server.publish("m0", headline="Live")
         await server.publish("m1", headline="Live too")
-        live = [await reader.next() for _ in range(2)]
+        live = [await reader.next_event() for _ in range(2)]
         assert sorted((e["blog"], e["seq"]) for e in live) == [("m0", 41), ("m1", 1)]
     assert server.services.feeds.history_reads >= 8
 

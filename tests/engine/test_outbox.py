@@ -9,7 +9,7 @@ import pytest
 
 from server.app import make_outbox
 from server.engine.outbox import LOG_SIZE, Attempt, Endpoint, Outbox
-from tests.conftest import ENGINES, make_settings, redis_for
+from tests.conftest import make_settings, redis_for
 
 
 def endpoint(endpoint_id: str = "wh1") -> Endpoint:
@@ -19,12 +19,6 @@ def endpoint(endpoint_id: str = "wh1") -> Endpoint:
 
 def attempt(seq: int, status: int | None = 204) -> Attempt:
     return Attempt(f"msg_b1_e_{seq}", "b1", seq, "post.created", 1, status, "", 1_700_000_001.0, 1.5)
-
-
-@pytest.fixture(params=ENGINES)
-def engine_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
 
 
 @pytest.fixture
