@@ -9,10 +9,6 @@ already cover.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,6 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.conftest import LiveServer
+from tests.e2e.raw_websocket import frame, raw_websocket, read_until_close
 
 
 @pytest.fixture
@@ -54,58 +51,13 @@ async def test_a_flood_of_messages_closes_with_1008(server: LiveServer, blog: di
         assert (await again.next())["type"] == "snapshot"
 
 
-def _frame(opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True, rsv: int = 0) -> bytes:
-    head = bytes([(0x80 if fin else 0) | rsv | opcode])
-    length = len(payload)
-    size = bytes([length]) if length < 126 else bytes([126]) + length.to_bytes(2, "big")
-    if not mask:
-        return head + size + payload
-    key = os.urandom(4)
-    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
-    return head + bytes([size[0] | 0x80]) + size[1:] + key + masked
-
-
-@contextlib.asynccontextmanager
-async def raw_websocket(server: LiveServer, path: str = "/ws/blogs/b1") -> AsyncIterator[
-        tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    """A WebSocket opened by hand, so that it can send frames no client library would."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        key = base64.b64encode(os.urandom(16))
-        writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        async with asyncio.timeout(10):
-            head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-async def _close_code(reader: asyncio.StreamReader) -> int:
-    """Read server frames until the close frame; its code."""
-    async with asyncio.timeout(10):
-        while True:
-            first, second = await reader.readexactly(2)
-            length = second & 0x7F
-            if length == 126:
-                length = int.from_bytes(await reader.readexactly(2), "big")
-            elif length == 127:
-                length = int.from_bytes(await reader.readexactly(8), "big")
-            payload = await reader.readexactly(length)
-            if first & 0x0F == 0x8:
-                return int.from_bytes(payload[:2], "big")
-
-
 VIOLATIONS = {
-    "unmasked": _frame(0x1, b"hello", mask=False),
-    "rsv1_without_extension": _frame(0x1, b"hello", rsv=0x40),  # permessage-deflate is never negotiated
-    "unknown_opcode": _frame(0x3, b""),
-    "orphan_continuation": _frame(0x0, b"hello"),
-    "fragmented_ping": _frame(0x9, b"hi", fin=False),
-    "ping_over_125_bytes": _frame(0x9, b"p" * 126),
+    "unmasked": frame(0x1, b"hello", mask=False),
+    "rsv1_without_extension": frame(0x1, b"hello", rsv=0x40),  # permessage-deflate is never negotiated
+    "unknown_opcode": frame(0x3, b""),
+    "orphan_continuation": frame(0x0, b"hello"),
+    "fragmented_ping": frame(0x9, b"hi", fin=False),
+    "ping_over_125_bytes": frame(0x9, b"p" * 126),
 }
 
 
@@ -113,7 +65,7 @@ async def test_protocol_violations_close_with_1002(server: LiveServer, blog: dic
     for violation, bad in VIOLATIONS.items():
         async with raw_websocket(server) as (reader, writer):
             writer.write(bad)
-            assert await _close_code(reader) == 1002, violation
+            assert (await read_until_close(reader))[0] == 1002, violation
     async with server.reader() as again:  # the server is fine
         assert (await again.next())["type"] == "snapshot"
 

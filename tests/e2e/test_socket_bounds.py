@@ -10,11 +10,6 @@ kernel frees its send buffer at once instead of holding it behind a FIN in FIN-W
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import os
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +17,7 @@ import pytest
 
 from server.protocols import direct
 from tests.conftest import LiveServer, ServerFactory, wait_until
+from tests.e2e.raw_websocket import CONT, PING, TEXT, frame, raw_websocket, read_until_close
 
 
 @pytest.fixture
@@ -36,60 +32,6 @@ async def server(start_server: ServerFactory, request: pytest.FixtureRequest) ->
     return live
 
 
-def frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
-    """One masked client frame (payloads under 126 bytes)."""
-    key = os.urandom(4)
-    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + key + masked
-
-
-PING = 0x9
-CONT = 0x0
-TEXT = 0x1
-
-
-@contextlib.asynccontextmanager
-async def raw_socket(server: LiveServer, receive_buffer: int | None = None) -> AsyncIterator[
-        tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    """A WebSocket opened by hand (so it can send what no client library would, and read nothing)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    try:
-        key = base64.b64encode(os.urandom(16))
-        writer.write(b"GET /ws/blogs/b1 HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        async with asyncio.timeout(10):
-            head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-async def read_until_close(reader: asyncio.StreamReader) -> tuple[int, str, int]:
-    """Read server frames up to the close frame: (its code, its reason, pongs before it)."""
-    pongs = 0
-    async with asyncio.timeout(10):
-        while True:
-            first, second = await reader.readexactly(2)
-            length = second & 0x7F
-            if length == 126:
-                length = int.from_bytes(await reader.readexactly(2), "big")
-            elif length == 127:
-                length = int.from_bytes(await reader.readexactly(8), "big")
-            payload = await reader.readexactly(length)
-            if first & 0x0F == 0xA:
-                pongs += 1
-            elif first & 0x0F == 0x8:
-                return int.from_bytes(payload[:2], "big"), payload[2:].decode(), pongs
-
-
 async def assert_the_server_is_fine(server: LiveServer) -> None:
     async with server.reader() as again:
         assert (await again.next())["type"] == "snapshot"
@@ -100,7 +42,7 @@ async def assert_the_server_is_fine(server: LiveServer) -> None:
 
 async def test_a_ping_flood_is_closed_with_1008(server: LiveServer) -> None:
     """Past 120 frames a minute (a browser sends a few pongs; a library pings every 20 s) the reader is closed."""
-    async with raw_socket(server) as (reader, writer):
+    async with raw_websocket(server) as (reader, writer):
         writer.write(b"".join(frame(PING, b"p" * 125) for _ in range(direct.FRAMES_PER_MINUTE + 10)))
         code, reason, pongs = await read_until_close(reader)
         assert (code, reason) == (1008, "too many frames")
@@ -114,7 +56,7 @@ async def test_a_ping_flood_is_closed_with_1008(server: LiveServer) -> None:
 
 async def test_empty_continuation_frames_are_closed_with_1008(server: LiveServer) -> None:
     """Empty fragments pass the 64 KiB cap on a message, but each costs a parse: they count as frames."""
-    async with raw_socket(server) as (reader, writer):
+    async with raw_websocket(server) as (reader, writer):
         writer.write(frame(TEXT, b"x", fin=False) + frame(CONT, fin=False) * 20_000)
         assert (await read_until_close(reader))[:2] == (1008, "too many frames")
     await assert_the_server_is_fine(server)
@@ -124,7 +66,7 @@ async def test_a_message_in_too_many_fragments_is_closed_with_1008(server: LiveS
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Sent slowly enough to stay under the frame budget, fragments still stop at 128 per message."""
     monkeypatch.setattr(direct, "FRAMES_PER_MINUTE", 1_000_000)
-    async with raw_socket(server) as (reader, writer):
+    async with raw_websocket(server) as (reader, writer):
         writer.write(frame(TEXT, b"x", fin=False) + frame(CONT, fin=False) * 1_000)
         assert (await read_until_close(reader))[:2] == (1008, "too many fragments")
     await assert_the_server_is_fine(server)
@@ -139,7 +81,7 @@ async def test_pongs_a_reader_never_reads_end_its_connection(server: LiveServer,
     monkeypatch.setattr(direct, "FRAMES_PER_MINUTE", 1_000_000_000)
     batch = frame(PING, b"p" * 125) * 1_000
     sent = 0
-    async with raw_socket(server, receive_buffer=4096) as (_, writer):
+    async with raw_websocket(server, receive_buffer=4096) as (_, writer):
         with pytest.raises((ConnectionResetError, BrokenPipeError)):
             while sent < 256 * 1024 * 1024:
                 writer.write(batch)
@@ -167,7 +109,7 @@ def server_side(server_port: int, client_port: int) -> dict[str, Any] | None:
 async def test_an_evicted_reader_is_reset_and_its_socket_freed_at_once(server: LiveServer) -> None:
     """The close frame does not fit behind the unread bytes, and a FIN would wait behind them in FIN-WAIT-1."""
     body = "<p>" + "x" * 30_000 + "</p>"
-    async with raw_socket(server, receive_buffer=4096) as (reader, writer):
+    async with raw_websocket(server, receive_buffer=4096) as (reader, writer):
         client_port = writer.get_extra_info("sockname")[1]
         held = 0
         while server.services.hub.evicted == 0:  # the reader reads nothing from here on
@@ -192,7 +134,7 @@ async def test_a_stalled_reader_does_not_hold_the_stop(start_server: ServerFacto
     server = await start_server(direct_write=path == "direct", reader_buffer_bytes=64 * 1024 * 1024)
     await server.create_blog("b1")
     body = "<p>" + "x" * 30_000 + "</p>"
-    async with raw_socket(server, receive_buffer=4096) as (reader, _):
+    async with raw_websocket(server, receive_buffer=4096) as (reader, _):
         def unsent() -> int:
             return sum(connection.transport.get_write_buffer_size()
                        for connection in server.server.server_state.connections
